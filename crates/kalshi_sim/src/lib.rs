@@ -1,0 +1,1 @@
+//! A local Kalshi-compatible exchange simulator (see ARCHITECTURE.md).

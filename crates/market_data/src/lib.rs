@@ -1,0 +1,1 @@
+//! Kalshi REST + WebSocket client (see ARCHITECTURE.md).

@@ -1,0 +1,9 @@
+//! Core of the Kalshi edge pipeline: fixed-point money, identifiers, the canonical file formats
+//! (snapshot/v1, markets sidecar, labels/v1, strategy/v1), snapshot IO, configuration and
+//! secrets. Everything here is free of libtorch; the model lives in `edge_model`.
+
+pub mod ids;
+pub mod money;
+
+pub use ids::{ClientOrderId, MarketTicker, OrderId, SeriesTicker};
+pub use money::{trading_fee, Count, FeeMultiplier, FixedError, Liquidity, Money, Price};
