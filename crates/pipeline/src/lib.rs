@@ -2,8 +2,10 @@
 //! (snapshot/v1, markets sidecar, labels/v1, strategy/v1), snapshot IO, configuration and
 //! secrets. Everything here is free of libtorch; the model lives in `edge_model`.
 
+pub mod auth;
 pub mod ids;
 pub mod money;
+pub mod secrets;
 
 pub use ids::{ClientOrderId, MarketTicker, OrderId, SeriesTicker};
 pub use money::{trading_fee, Count, FeeMultiplier, FixedError, Liquidity, Money, Price};
