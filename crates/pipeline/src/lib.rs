@@ -2,6 +2,7 @@
 //! (snapshot/v1, markets sidecar, labels/v1, strategy/v1), snapshot IO, configuration and
 //! secrets. Everything here is free of libtorch; the model lives in `edge_model`.
 
+pub mod config;
 pub mod ids;
 pub mod money;
 
