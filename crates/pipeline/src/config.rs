@@ -371,8 +371,13 @@ pub enum ConfigError {
 }
 
 fn render_problems(file: Option<&Path>, problems: &[Problem]) -> String {
+    let all_in_file = !problems.is_empty()
+        && problems
+            .iter()
+            .all(|p| matches!(&p.origin, Origin::File(f) if Some(f.as_path()) == file));
     let head = match file {
-        Some(p) => p.display().to_string(),
+        Some(p) if all_in_file => p.display().to_string(),
+        Some(p) => format!("configuration (file {})", p.display()),
         None => "configuration".to_owned(),
     };
     let n = problems.len();
@@ -386,13 +391,23 @@ fn render_problems(file: Option<&Path>, problems: &[Problem]) -> String {
 
 /// Command-line overrides, for every binary to flatten into its own CLI:
 ///
-/// ```ignore
-/// #[derive(clap::Parser)]
+/// ```
+/// use clap::Parser;
+/// use pipeline::config::{CliOverrides, RuntimeConfig};
+///
+/// #[derive(Parser)]
 /// struct Cli {
 ///     #[command(flatten)]
-///     config: pipeline::config::CliOverrides,
-///     // tool flags …
+///     config: CliOverrides,
+///     /// Place real orders.
+///     #[arg(long)]
+///     live: bool,
 /// }
+///
+/// let cli = Cli::parse_from(["run_live", "--config", "config/sim.json", "--series", "KXBTC15M"]);
+/// assert_eq!(cli.config.config_path(), std::path::Path::new("config/sim.json"));
+/// // In `main`: let cfg = RuntimeConfig::from_cli(&cli.config)?; tracing::info!("{cfg}");
+/// # let _ = RuntimeConfig::from_cli;
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 #[command(next_help_heading = "Runtime configuration")]
@@ -458,37 +473,46 @@ impl RuntimeConfig {
     /// file is absent, the built-in defaults), the process environment and the overrides, then
     /// makes paths absolute against the working directory.
     pub fn from_cli(cli: &CliOverrides) -> Result<Self, ConfigError> {
-        match &cli.config {
-            Some(path) => Self::load(path, cli),
-            None => {
-                let path = Path::new(DEFAULT_CONFIG_PATH);
-                match std::fs::read_to_string(path) {
-                    Ok(text) => finish(resolve(Some((path, &text)), &process_env, cli)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        tracing::info!(
-                            path = %path.display(),
-                            "no config file; using built-in defaults"
-                        );
-                        finish(resolve(None, &process_env, cli))
-                    }
-                    Err(source) => Err(ConfigError::Read {
-                        path: path.to_owned(),
-                        source,
-                    }),
-                }
-            }
-        }
+        let cwd = std::env::current_dir().map_err(ConfigError::CurrentDir)?;
+        Self::from_cli_in(cli, &cwd, &process_env)
     }
 
-    /// Reads the config file at `path` (which must exist), the process environment and the
-    /// overrides (`cli.config` is ignored), then makes paths absolute against the working
-    /// directory.
+    /// [`RuntimeConfig::from_cli`] with the working directory and the environment given
+    /// explicitly (tests, embedding): the config path and every relative path are resolved
+    /// against `base_dir`; `env` stands for the process environment.
+    pub fn from_cli_in(
+        cli: &CliOverrides,
+        base_dir: &Path,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let shown = cli.config_path();
+        let cfg = match std::fs::read_to_string(base_dir.join(shown)) {
+            Ok(text) => resolve(Some((shown, &text)), env, cli)?,
+            Err(e) if cli.config.is_none() && e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::info!(
+                    path = %shown.display(),
+                    "no config file; using built-in defaults"
+                );
+                resolve(None, env, cli)?
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: shown.to_owned(),
+                    source,
+                })
+            }
+        };
+        Ok(cfg.with_base_dir(base_dir))
+    }
+
+    /// Reads the config file at `path` (which must exist; it replaces `cli.config`), the process
+    /// environment and the overrides, then makes paths absolute against the working directory.
     pub fn load(path: &Path, cli: &CliOverrides) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        finish(resolve(Some((path, &text)), &process_env, cli))
+        let cli = CliOverrides {
+            config: Some(path.to_owned()),
+            ..cli.clone()
+        };
+        Self::from_cli(&cli)
     }
 
     /// Resolves every relative path against `base` (absolute paths are kept). Pure: no file
@@ -564,7 +588,7 @@ impl RuntimeConfig {
             .origins
             .iter()
             .filter(|(_, o)| matches!(o, Origin::Env(_) | Origin::Cli(_)))
-            .map(|(k, o)| format!("{k}<-{o}"))
+            .map(|(k, o)| format!("{k} from {o}"))
             .collect();
         if !overrides.is_empty() {
             s.push_str(&format!(" overrides=[{}]", overrides.join(", ")));
@@ -595,12 +619,6 @@ fn process_env(name: &str) -> Option<String> {
         // Kept (lossily) so that resolve reports it instead of silently ignoring it.
         Err(std::env::VarError::NotUnicode(os)) => Some(os.to_string_lossy().into_owned()),
     }
-}
-
-fn finish(r: Result<RuntimeConfig, ConfigError>) -> Result<RuntimeConfig, ConfigError> {
-    let cfg = r?;
-    let cwd = std::env::current_dir().map_err(ConfigError::CurrentDir)?;
-    Ok(cfg.with_base_dir(&cwd))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -684,6 +684,10 @@ fn problems_from_every_layer_are_reported_together() {
     };
     let e = resolve(file(r#"{"snapshot_ms": "fast"}"#), &env, &cli).unwrap_err();
     let s = e.to_string();
+    assert!(
+        s.starts_with("configuration (file config/runtime.json): 4 problems:\n  - snapshot_ms: "),
+        "{s}"
+    );
     let ps = problems(e);
     assert_eq!(ps.len(), 4, "{s}");
     assert_eq!(
@@ -791,7 +795,7 @@ fn summary_shows_values_and_overrides_only() {
         "data_dir=pipeline_data/highres",
         "pem_file=secrets/kalshi_secret.pem",
         "config=config/runtime.json",
-        "overrides=[rest_base<---base-url, series<-$KALSHI_SERIES, ws_url<---base-url]",
+        "overrides=[rest_base from --base-url, series from $KALSHI_SERIES, ws_url from --base-url]",
     ] {
         assert!(s.contains(part), "{part} missing from {s}");
     }
@@ -927,38 +931,73 @@ fn shipped_sim_json_stays_on_loopback_and_under_pipeline_data_sim() {
 }
 
 #[test]
-fn load_reads_a_file_and_makes_paths_absolute() {
+fn from_cli_in_reads_the_default_file_or_falls_back_to_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path();
+    // No config/runtime.json under base: the built-in defaults, paths made absolute.
+    let cfg = RuntimeConfig::from_cli_in(&CliOverrides::default(), base, &no_env).unwrap();
+    assert_eq!(cfg.source, None);
+    assert_eq!(cfg.data_dir, base.join("pipeline_data/highres"));
+
+    std::fs::create_dir_all(base.join("config")).unwrap();
+    std::fs::write(
+        base.join("config/runtime.json"),
+        r#"{"series": "KXETH15M", "data_dir": "/abs/d"}"#,
+    )
+    .unwrap();
+    let env = env_of(&[("KALSHI_DATA_DIR", "from/env")]);
+    let cfg = RuntimeConfig::from_cli_in(&CliOverrides::default(), base, &env).unwrap();
+    assert_eq!(
+        cfg.source.as_deref(),
+        Some(Path::new("config/runtime.json"))
+    );
+    assert_eq!(cfg.series.as_str(), "KXETH15M");
+    assert_eq!(cfg.data_dir, base.join("from/env"));
+    assert_eq!(cfg.labels_path, base.join("pipeline_data/labels.json"));
+
+    // A broken default file is an error, not a silent fallback.
+    std::fs::write(base.join("config/runtime.json"), "{").unwrap();
+    let e = RuntimeConfig::from_cli_in(&CliOverrides::default(), base, &no_env).unwrap_err();
+    assert!(matches!(e, ConfigError::Syntax { .. }), "{e}");
+}
+
+#[test]
+fn load_reads_the_named_file_and_makes_paths_absolute() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rt.json");
-    std::fs::write(&path, r#"{"series": "KXETH15M", "data_dir": "/abs/d"}"#).unwrap();
-    let cfg = RuntimeConfig::load(&path, &CliOverrides::default()).unwrap();
-    assert_eq!(cfg.series.as_str(), "KXETH15M");
-    assert_eq!(cfg.data_dir, PathBuf::from("/abs/d"));
-    assert!(cfg.labels_path.is_absolute());
-    assert_eq!(cfg.source.as_deref(), Some(path.as_path()));
-
+    // Fields that no environment variable overrides, so the test holds whatever is exported.
+    std::fs::write(
+        &path,
+        r#"{"snapshot_ms": 250, "labels_path": "/abs/labels.json"}"#,
+    )
+    .unwrap();
     let cli = CliOverrides {
-        config: Some(path.clone()),
+        config: Some(PathBuf::from("ignored.json")),
         series: Some("KXSOL15M".to_owned()),
         ..Default::default()
     };
-    let cfg = RuntimeConfig::from_cli(&cli).unwrap();
+    let cfg = RuntimeConfig::load(&path, &cli).unwrap();
+    assert_eq!(cfg.snapshot_ms, 250);
+    assert_eq!(cfg.labels_path, PathBuf::from("/abs/labels.json"));
     assert_eq!(cfg.series.as_str(), "KXSOL15M");
+    assert!(cfg.strategy_path.is_absolute());
+    assert_eq!(cfg.source.as_deref(), Some(path.as_path()));
 }
 
 #[test]
 fn an_explicit_missing_config_file_is_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("nope.json");
     let cli = CliOverrides {
-        config: Some(path.clone()),
+        config: Some(PathBuf::from("config/nope.json")),
         ..Default::default()
     };
-    let e = RuntimeConfig::from_cli(&cli).unwrap_err();
+    let e = RuntimeConfig::from_cli_in(&cli, dir.path(), &no_env).unwrap_err();
     assert!(matches!(e, ConfigError::Read { .. }), "{e}");
-    assert!(e
-        .to_string()
-        .starts_with(&format!("{}: cannot read config file", path.display())));
+    assert!(
+        e.to_string()
+            .starts_with("config/nope.json: cannot read config file"),
+        "{e}"
+    );
 }
 
 #[test]
