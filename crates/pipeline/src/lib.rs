@@ -3,6 +3,7 @@
 //! secrets. Everything here is free of libtorch; the model lives in `edge_model`.
 
 pub mod auth;
+pub mod config;
 pub mod ids;
 pub mod money;
 pub mod secrets;
