@@ -166,7 +166,9 @@ impl Label {
         if rec.status == Some(MarketStatus::Disputed) {
             return Err(unresolved(
                 UnresolvedReason::Disputed,
-                rec.result.as_ref().map(|r| format!("result {r} is disputed")),
+                rec.result
+                    .as_ref()
+                    .map(|r| format!("result {r} is disputed")),
             ));
         }
         let outcome = match &rec.result {
@@ -297,8 +299,7 @@ impl LabelsFile {
         let Node::Map(entries) = top else {
             return Err(LabelsError::Format {
                 origin: origin.into(),
-                message: "expected a JSON object (labels/v1 or a bare {ticker: result} map)"
-                    .into(),
+                message: "expected a JSON object (labels/v1 or a bare {ticker: result} map)".into(),
             });
         };
         if entries.iter().any(|(k, _)| k == "schema") {
@@ -374,7 +375,11 @@ impl LabelsFile {
                     format!("{path}: {inner}")
                 })
             })?;
-            if out.labels.insert(MarketTicker::new(&ticker), label).is_some() {
+            if out
+                .labels
+                .insert(MarketTicker::new(&ticker), label)
+                .is_some()
+            {
                 return Err(entry_err("duplicate ticker".into()));
             }
         }
@@ -409,7 +414,11 @@ impl LabelsFile {
                     )))
                 }
             };
-            if out.labels.insert(MarketTicker::new(&ticker), label).is_some() {
+            if out
+                .labels
+                .insert(MarketTicker::new(&ticker), label)
+                .is_some()
+            {
                 return Err(entry_err("duplicate ticker".into()));
             }
         }
@@ -442,11 +451,16 @@ fn bare_outcome(v: &Value) -> Option<Outcome> {
     match v {
         Value::Bool(true) => Some(Outcome::Yes),
         Value::Bool(false) => Some(Outcome::No),
-        Value::Number(n) => match n.as_f64() {
-            Some(x) if x == 1.0 => Some(Outcome::Yes),
-            Some(x) if x == 0.0 => Some(Outcome::No),
-            _ => None,
-        },
+        Value::Number(n) => {
+            let x = n.as_f64()?;
+            if x == 1.0 {
+                Some(Outcome::Yes)
+            } else if x == 0.0 {
+                Some(Outcome::No)
+            } else {
+                None
+            }
+        }
         Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
             "yes" | "1" | "true" => Some(Outcome::Yes),
             "no" | "0" | "false" => Some(Outcome::No),
@@ -864,18 +878,30 @@ mod tests {
         assert!(e.to_string().starts_with("x.json: entry \"A-2\""), "{e}");
 
         let bad_result = r#"{"schema":"labels/v1","labels":{"A-0":{"result":"maybe"}}}"#;
-        let e = LabelsFile::parse_str(bad_result, "x.json").unwrap_err().to_string();
-        assert!(e.contains("A-0") && e.contains("result") && e.contains("maybe"), "{e}");
+        let e = LabelsFile::parse_str(bad_result, "x.json")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("A-0") && e.contains("result") && e.contains("maybe"),
+            "{e}"
+        );
 
-        let dup = r#"{"schema":"labels/v1","labels":{"A-1":{"result":"yes"},"A-1":{"result":"no"}}}"#;
-        let e = LabelsFile::parse_str(dup, "x.json").unwrap_err().to_string();
+        let dup =
+            r#"{"schema":"labels/v1","labels":{"A-1":{"result":"yes"},"A-1":{"result":"no"}}}"#;
+        let e = LabelsFile::parse_str(dup, "x.json")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("duplicate"), "{e}");
 
         let wrong = r#"{"schema":"labels/v2","labels":{}}"#;
-        let e = LabelsFile::parse_str(wrong, "x.json").unwrap_err().to_string();
+        let e = LabelsFile::parse_str(wrong, "x.json")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("labels/v2"), "{e}");
         let unresolved = r#"{"schema":"labels-unresolved/v1","unresolved":[]}"#;
-        let e = LabelsFile::parse_str(unresolved, "x.json").unwrap_err().to_string();
+        let e = LabelsFile::parse_str(unresolved, "x.json")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unresolved list"), "{e}");
         let e = LabelsFile::parse_str(r#"{"schema":"labels/v1"}"#, "x.json")
             .unwrap_err()
@@ -936,14 +962,21 @@ mod tests {
             }
             other => panic!("{other}"),
         }
-        for bad in [r#"{"B-1":null}"#, r#"{"B-1":"y"}"#, r#"{"B-1":0.5}"#, r#"{"B-1":[1]}"#] {
+        for bad in [
+            r#"{"B-1":null}"#,
+            r#"{"B-1":"y"}"#,
+            r#"{"B-1":0.5}"#,
+            r#"{"B-1":[1]}"#,
+        ] {
             assert!(LabelsFile::parse_str(bad, "b").is_err(), "{bad}");
         }
         let e = LabelsFile::parse_str(r#"{"B-1":"yes","B-1":"no"}"#, "b")
             .unwrap_err()
             .to_string();
         assert!(e.contains("duplicate") && e.contains("B-1"), "{e}");
-        let e = LabelsFile::parse_str(r#"{"":"yes"}"#, "b").unwrap_err().to_string();
+        let e = LabelsFile::parse_str(r#"{"":"yes"}"#, "b")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("empty"), "{e}");
     }
 
@@ -1035,7 +1068,11 @@ mod tests {
         let mut api = LabelsFile::new(t("2026-05-15T00:00:00Z"));
         api.insert(
             "A-1".into(),
-            Label::new(Outcome::Yes, Some(t("2026-05-11T06:00:00Z")), LabelSource::Api),
+            Label::new(
+                Outcome::Yes,
+                Some(t("2026-05-11T06:00:00Z")),
+                LabelSource::Api,
+            ),
         );
         let (m, c) = merge(bare, api.clone());
         assert!(c.is_empty());
@@ -1120,7 +1157,10 @@ mod tests {
         assert_eq!(back.generated_at, u.generated_at);
 
         let mut labels = LabelsFile::default();
-        labels.insert("A-1".into(), Label::new(Outcome::No, None, LabelSource::Api));
+        labels.insert(
+            "A-1".into(),
+            Label::new(Outcome::No, None, LabelSource::Api),
+        );
         let mut pruned = back.clone();
         pruned.remove_labelled(&labels);
         assert_eq!(pruned.unresolved.len(), 1);
@@ -1137,7 +1177,8 @@ mod tests {
             .to_string();
         assert!(e.contains("labels-unresolved/v1"), "{e}");
         // Unknown reasons survive a round trip.
-        let odd = r#"{"schema":"labels-unresolved/v1","unresolved":[{"ticker":"A","reason":"halted"}]}"#;
+        let odd =
+            r#"{"schema":"labels-unresolved/v1","unresolved":[{"ticker":"A","reason":"halted"}]}"#;
         let l = UnresolvedList::parse_str(odd, "u").unwrap();
         assert_eq!(
             l.unresolved[0].reason,

@@ -238,13 +238,7 @@ impl fmt::Display for Decimal {
         let a = self.mantissa.unsigned_abs();
         let p = 10u64.pow(self.scale);
         let sign = if self.mantissa < 0 { "-" } else { "" };
-        write!(
-            f,
-            "{sign}{}.{:0w$}",
-            a / p,
-            a % p,
-            w = self.scale as usize
-        )
+        write!(f, "{sign}{}.{:0w$}", a / p, a % p, w = self.scale as usize)
     }
 }
 
@@ -722,7 +716,10 @@ mod tests {
         assert_eq!(d.to_string(), "63485.16");
         assert_eq!(Decimal::parse("52200").unwrap().to_string(), "52200");
         assert_eq!(Decimal::parse("-0.5").unwrap().to_string(), "-0.5");
-        assert_eq!(Decimal::parse("0.000").unwrap(), Decimal::new(0, 0).unwrap());
+        assert_eq!(
+            Decimal::parse("0.000").unwrap(),
+            Decimal::new(0, 0).unwrap()
+        );
         assert_eq!(Decimal::parse(".5").unwrap(), Decimal::new(5, 1).unwrap());
         assert!(Decimal::parse("1e5").is_err());
         assert!(Decimal::parse("").is_err());
@@ -732,14 +729,24 @@ mod tests {
         assert!(Decimal::parse("52299.99").unwrap() > Decimal::parse("52200").unwrap());
         assert!(Decimal::parse("-1").unwrap() < Decimal::parse("0.001").unwrap());
         assert_eq!(
-            Decimal::parse("1.10").unwrap().cmp(&Decimal::parse("1.1").unwrap()),
+            Decimal::parse("1.10")
+                .unwrap()
+                .cmp(&Decimal::parse("1.1").unwrap()),
             std::cmp::Ordering::Equal
         );
     }
 
     #[test]
     fn decimal_json_number_round_trip_is_exact() {
-        for text in ["63485.16", "52299.99", "80938.41", "52200", "0.1", "-7.25", "99999.999"] {
+        for text in [
+            "63485.16",
+            "52299.99",
+            "80938.41",
+            "52200",
+            "0.1",
+            "-7.25",
+            "99999.999",
+        ] {
             let d: Decimal = serde_json::from_str(text).unwrap();
             assert_eq!(serde_json::to_string(&d).unwrap(), text);
             assert_eq!(d, Decimal::parse(text).unwrap());
@@ -751,7 +758,11 @@ mod tests {
 
     #[test]
     fn record_round_trips_and_skips_unknown_fields() {
-        let mut r = rec(1_778_477_400_000, "KXBTC15M-26MAY110145-45", RecordSource::Rest);
+        let mut r = rec(
+            1_778_477_400_000,
+            "KXBTC15M-26MAY110145-45",
+            RecordSource::Rest,
+        );
         r.event_ticker = Some("KXBTC15M-26MAY110145".into());
         r.series_ticker = Some("KXBTC15M".into());
         r.status = Some(MarketStatus::Active);
@@ -762,7 +773,10 @@ mod tests {
         r.validate().unwrap();
         let line = r.to_json_line();
         assert!(line.contains(r#""floor_strike":80938.41"#), "{line}");
-        assert!(line.contains(r#""close_time":"2026-05-11T05:45:00Z""#), "{line}");
+        assert!(
+            line.contains(r#""close_time":"2026-05-11T05:45:00Z""#),
+            "{line}"
+        );
         assert!(!line.contains("null"), "absent fields are omitted: {line}");
         let back: MarketRecord = serde_json::from_str(&line).unwrap();
         assert_eq!(back, r);
@@ -796,7 +810,8 @@ mod tests {
         assert!(MarketRecord::new(1, "".into(), RecordSource::Rest).is_err());
         assert!(MarketRecord::new(1, "A B".into(), RecordSource::Rest).is_err());
         // Deserialisation goes through the same checks.
-        let bad = r#"{"ts_ms":1,"ticker":"A","source":"ws","result":"no","settlement_value":"1.0000"}"#;
+        let bad =
+            r#"{"ts_ms":1,"ticker":"A","source":"ws","result":"no","settlement_value":"1.0000"}"#;
         let e = serde_json::from_str::<MarketRecord>(bad).unwrap_err();
         assert!(e.to_string().contains("settlement_value"), "{e}");
         // A required field missing.
@@ -841,7 +856,11 @@ mod tests {
         assert_eq!(folded.len(), 2);
         let m = &folded[&MarketTicker::from(tk)];
         assert_eq!(m.ts_ms, 950);
-        assert_eq!(m.status, Some(MarketStatus::Determined), "no step backwards");
+        assert_eq!(
+            m.status,
+            Some(MarketStatus::Determined),
+            "no step backwards"
+        );
         assert_eq!(m.result, Some(MarketResult::Yes), "absent never erases");
         assert_eq!(m.settlement_value, Some(Price::ONE));
         assert_eq!(m.floor_strike, Some(Decimal::parse("80791.61").unwrap()));
@@ -873,11 +892,7 @@ mod tests {
             (Other("x".into()), Initialized, true),
         ];
         for (cur, new, want) in cases {
-            assert_eq!(
-                status_may_replace(Some(&cur), &new),
-                want,
-                "{cur} -> {new}"
-            );
+            assert_eq!(status_may_replace(Some(&cur), &new), want, "{cur} -> {new}");
         }
         // Equal timestamps keep input order: the second line wins.
         let mut a = rec(5, "M", RecordSource::Rest);
@@ -919,7 +934,11 @@ mod tests {
         assert!(e.contains("KXBTC15M_markets.jsonl:1:"), "{e}");
 
         // A complete but invalid last line is an error, not a skipped tail.
-        let bad_last = format!("{}\n{}", a.to_json_line(), r#"{"ts_ms":-4,"ticker":"X","source":"ws"}"#);
+        let bad_last = format!(
+            "{}\n{}",
+            a.to_json_line(),
+            r#"{"ts_ms":-4,"ticker":"X","source":"ws"}"#
+        );
         std::fs::write(&path, bad_last).unwrap();
         let e = read_markets(&path).unwrap_err().to_string();
         assert!(e.contains(":2:") && e.contains("negative"), "{e}");
@@ -954,5 +973,62 @@ mod tests {
         assert_eq!(r.cap_strike.unwrap().to_string(), "52299.99");
         assert_eq!(r.expiration_value, None);
         assert_eq!(r.series(), SeriesTicker::from("KXBTC"));
+    }
+
+    /// Real Kalshi REST market objects (shared/data/kalshi_rest, July 2026) read as sidecar
+    /// lines once our bookkeeping fields are added, with strikes exact. Skips without shared/.
+    #[test]
+    fn real_rest_market_objects_read_as_sidecar_lines() {
+        // shared/ sits beside the repository (../../../shared from this crate); a git worktree
+        // one level deeper finds it one level further up.
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let Some(dir) = ["../../../shared", "../../../../shared"]
+            .iter()
+            .map(|rel| manifest.join(rel).join("data/kalshi_rest"))
+            .find(|d| d.is_dir())
+        else {
+            println!("skipping: shared/data/kalshi_rest not found beside the repository");
+            return;
+        };
+        let entries = std::fs::read_dir(&dir).unwrap();
+        let mut files: Vec<PathBuf> = entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(".raw.json"))
+            .collect();
+        files.sort();
+        assert!(!files.is_empty());
+        let mut n = 0;
+        for f in files {
+            let all: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+            for (ticker, market) in all {
+                let mut obj = market.as_object().unwrap().clone();
+                obj.insert("ts_ms".into(), 1.into());
+                obj.insert("source".into(), "rest".into());
+                let r: MarketRecord = serde_json::from_value(serde_json::Value::Object(obj))
+                    .unwrap_or_else(|e| panic!("{ticker}: {e}"));
+                assert_eq!(r.ticker.as_str(), ticker);
+                assert!(r.status.as_ref().unwrap().is_known(), "{ticker}");
+                assert!(r.open_time.unwrap() <= r.close_time.unwrap());
+                for (field, got) in [
+                    ("floor_strike", r.floor_strike),
+                    ("cap_strike", r.cap_strike),
+                ] {
+                    match (&market[field], got) {
+                        (serde_json::Value::Number(want), Some(d)) => {
+                            assert_eq!(
+                                serde_json::to_string(&d).unwrap(),
+                                want.to_string(),
+                                "{ticker} {field}"
+                            )
+                        }
+                        (serde_json::Value::Null, None) => {}
+                        (want, got) => panic!("{ticker} {field}: {want} vs {got:?}"),
+                    }
+                }
+                n += 1;
+            }
+        }
+        assert!(n > 100, "{n}");
     }
 }

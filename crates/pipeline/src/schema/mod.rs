@@ -98,7 +98,10 @@ pub fn read_text_maybe_gz(path: &Path) -> io::Result<(String, bool)> {
             // A truncated member can cut a multi-byte character: keep the valid prefix.
             Err(e) if truncated => {
                 let valid = e.utf8_error().valid_up_to();
-                Ok((String::from_utf8_lossy(&e.as_bytes()[..valid]).into_owned(), true))
+                Ok((
+                    String::from_utf8_lossy(&e.as_bytes()[..valid]).into_owned(),
+                    true,
+                ))
             }
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -305,5 +308,86 @@ mod tests {
         assert!(is_sha256_hex(&sha256_file(&p).unwrap()));
         assert!(!is_sha256_hex("abc"));
         assert!(!is_sha256_hex(&"g".repeat(64)));
+    }
+
+    /// The examples in docs/FORMATS.md parse with the types here (and the strategy example is
+    /// byte-for-byte the same JSON as config/strategy.example.json), so the reference cannot
+    /// drift from the code.
+    mod formats_doc {
+        use super::super::*;
+        use crate::ids::MarketTicker;
+        use serde_json::Value;
+
+        const DOC: &str = include_str!("../../../../docs/FORMATS.md");
+
+        /// The fenced block after `<!-- example: NAME -->`.
+        fn example(name: &str) -> &'static str {
+            let marker = format!("<!-- example: {name} -->");
+            let at = DOC
+                .find(&marker)
+                .unwrap_or_else(|| panic!("no {marker} in FORMATS.md"));
+            let rest = &DOC[at + marker.len()..];
+            let start = rest.find("```json\n").expect("json block") + "```json\n".len();
+            let end = rest[start..].find("```").expect("block end");
+            &rest[start..start + end]
+        }
+
+        #[test]
+        fn every_example_is_json() {
+            for name in ["snapshot", "marker", "capture"] {
+                for line in example(name).lines() {
+                    let v: Value = serde_json::from_str(line)
+                        .unwrap_or_else(|e| panic!("{name}: {e}: {line}"));
+                    assert!(v.is_object(), "{name}: {line}");
+                }
+            }
+            for line in example("capture").lines() {
+                let v: Value = serde_json::from_str(line).unwrap();
+                assert!(v["recv_ns"].is_u64() && v["frame"].is_object(), "{line}");
+            }
+            for line in example("marker").lines() {
+                let v: Value = serde_json::from_str(line).unwrap();
+                assert!(v["event"].is_string(), "{line}");
+            }
+        }
+
+        #[test]
+        fn markets_example_parses_and_folds_as_documented() {
+            let read = markets::parse_markets_text(
+                example("markets"),
+                std::path::Path::new("FORMATS.md"),
+                false,
+            )
+            .unwrap();
+            assert_eq!(read.records.len(), 5);
+            let folded = fold_latest(read.records);
+            let m = &folded[&MarketTicker::from("KXBTC15M-26MAY110145-45")];
+            assert_eq!(m.status, Some(MarketStatus::Determined));
+            assert_eq!(m.result, Some(MarketResult::No));
+            assert_eq!(m.floor_strike, Some(Decimal::parse("80938.41").unwrap()));
+            assert_eq!(m.event, Some(LifecycleEvent::Determined));
+            let label = Label::from_market(m, LabelSource::Sidecar).unwrap();
+            assert_eq!(label.result, Outcome::No);
+        }
+
+        #[test]
+        fn labels_examples_parse() {
+            let (f, form) = LabelsFile::parse_str(example("labels"), "FORMATS.md").unwrap();
+            assert_eq!((form, f.len()), (LabelsForm::V1, 2));
+            // The documented text is exactly what the writer produces.
+            assert_eq!(f.to_json_pretty(), example("labels"));
+            let (b, form) = LabelsFile::parse_str(example("labels-bare"), "FORMATS.md").unwrap();
+            assert_eq!((form, b.len()), (LabelsForm::BareMap, 3));
+            let u = UnresolvedList::parse_str(example("unresolved"), "FORMATS.md").unwrap();
+            assert_eq!(u.unresolved.len(), 2);
+        }
+
+        #[test]
+        fn strategy_example_matches_config_file() {
+            let config = include_str!("../../../../config/strategy.example.json");
+            assert_eq!(example("strategy"), config);
+            let s = Strategy::parse_str(example("strategy"), "FORMATS.md").unwrap();
+            s.validate().unwrap();
+        }
     }
 }

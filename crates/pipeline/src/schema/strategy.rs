@@ -834,7 +834,10 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/strategy.example.json");
         let s = Strategy::load(&path).unwrap();
         assert_eq!(s.strategy_type, StrategyType::RnnEdgeV1);
-        assert_eq!(s.markets.series_ticker, Some(SeriesTicker::from("KXBTC15M")));
+        assert_eq!(
+            s.markets.series_ticker,
+            Some(SeriesTicker::from("KXBTC15M"))
+        );
         let m = s.model.as_ref().unwrap();
         assert_eq!(m.n_features, m.features.len());
         // Weights resolved against the file's folder.
@@ -883,10 +886,7 @@ mod tests {
         let mut bad = loaded.clone();
         bad.risk.max_open_markets = 0;
         let pc = b.join("bad.json");
-        assert!(matches!(
-            bad.save(&pc),
-            Err(StrategyError::Invalid { .. })
-        ));
+        assert!(matches!(bad.save(&pc), Err(StrategyError::Invalid { .. })));
         assert!(!pc.exists());
     }
 
@@ -1049,7 +1049,10 @@ mod tests {
             "KXBTC15M-26MAY110145-45".into(),
             "KXETH15M-26MAY110145-45".into(),
         ];
-        assert_eq!(problems(&s), vec!["markets.tickers[1]", "markets.tickers[2]"]);
+        assert_eq!(
+            problems(&s),
+            vec!["markets.tickers[1]", "markets.tickers[2]"]
+        );
         // Execution rules.
         let mut s = example();
         s.execution.post_only = true;
