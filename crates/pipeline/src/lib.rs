@@ -7,6 +7,7 @@ pub mod config;
 pub mod ids;
 pub mod money;
 pub mod secrets;
+pub mod schema;
 
 pub use ids::{ClientOrderId, MarketTicker, OrderId, SeriesTicker};
 pub use money::{trading_fee, Count, FeeMultiplier, FixedError, Liquidity, Money, Price};
