@@ -299,7 +299,10 @@ impl MarketSeries {
 
     /// Trusted segments only: the row ranges a model or a replay may use.
     pub fn trusted_segments(&self) -> impl Iterator<Item = Range<usize>> + '_ {
-        self.segments.iter().filter(|s| s.trusted).map(Segment::rows)
+        self.segments
+            .iter()
+            .filter(|s| s.trusted)
+            .map(Segment::rows)
     }
 
     /// Index of the segment holding row `i`.
@@ -343,10 +346,14 @@ impl MarketSeries {
             && match (&self.ladders, &o.ladders) {
                 (Some(a), Some(b)) => a.row_eq(i, b, j),
                 (None, None) => true,
-                (Some(a), None) => a.yes_offsets[i] == a.yes_offsets[i + 1]
-                    && a.no_offsets[i] == a.no_offsets[i + 1],
-                (None, Some(b)) => b.yes_offsets[j] == b.yes_offsets[j + 1]
-                    && b.no_offsets[j] == b.no_offsets[j + 1],
+                (Some(a), None) => {
+                    a.yes_offsets[i] == a.yes_offsets[i + 1]
+                        && a.no_offsets[i] == a.no_offsets[i + 1]
+                }
+                (None, Some(b)) => {
+                    b.yes_offsets[j] == b.yes_offsets[j + 1]
+                        && b.no_offsets[j] == b.no_offsets[j + 1]
+                }
             }
     }
 
@@ -614,9 +621,6 @@ pub fn load_columnar(paths: &[PathBuf], opts: &ColumnarOptions) -> SnapshotSet {
 }
 
 /// [`load_columnar`] over the files matching a glob pattern.
-pub fn load_columnar_glob(
-    pattern: &str,
-    opts: &ColumnarOptions,
-) -> Result<SnapshotSet, ReadError> {
+pub fn load_columnar_glob(pattern: &str, opts: &ColumnarOptions) -> Result<SnapshotSet, ReadError> {
     Ok(load_columnar(&resolve_glob(pattern)?, opts))
 }

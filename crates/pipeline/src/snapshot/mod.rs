@@ -19,12 +19,12 @@ pub mod record;
 pub mod writer;
 
 pub use columnar::{
-    load_columnar, load_columnar_glob, ColumnarOptions, Ladders, MarketSeries, MarkerRow,
+    load_columnar, load_columnar_glob, ColumnarOptions, Ladders, MarkerRow, MarketSeries,
     MergeStats, Segment, SegmentCause, SnapshotSet, NO_COUNT, NO_PRICE,
 };
 pub use reader::{
-    resolve_glob, FileCounts, FileReader, FileReport, Problem, ProblemKind, ReadError,
-    ReadOptions, ReadReport, SnapshotReader, Truncation,
+    resolve_glob, FileCounts, FileReader, FileReport, Problem, ProblemKind, ReadError, ReadOptions,
+    ReadReport, SnapshotReader, Truncation,
 };
 pub use record::{
     mid_price, parse_line, Level, Line, LineError, Marker, MarkerKind, ParsedLine, RecordError,

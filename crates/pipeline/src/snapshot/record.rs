@@ -195,17 +195,16 @@ impl SnapshotRecord {
             return Err(field_err("market_ticker", "empty"));
         }
         // Prices are range-checked by construction (`Price`); the grid is micro-dollars.
-        let pair = |a: Option<Price>, an: &str, b: Option<Price>, bn: &str| match (a, b) {
-            (Some(x), Some(y)) if x != y.complement() => Err(RecordError::Inconsistent(format!(
-                "{an} {} ≠ 100 − {bn} {}",
-                cents_text(x),
-                cents_text(y)
-            ))),
-            (Some(_), None) | (None, Some(_)) => Err(RecordError::Inconsistent(format!(
-                "{an} and {bn} must be both null or both set"
-            ))),
-            _ => Ok(()),
-        };
+        let pair =
+            |a: Option<Price>, an: &str, b: Option<Price>, bn: &str| match (a, b) {
+                (Some(x), Some(y)) if x != y.complement() => Err(RecordError::Inconsistent(
+                    format!("{an} {} ≠ 100 − {bn} {}", cents_text(x), cents_text(y)),
+                )),
+                (Some(_), None) | (None, Some(_)) => Err(RecordError::Inconsistent(format!(
+                    "{an} and {bn} must be both null or both set"
+                ))),
+                _ => Ok(()),
+            };
         pair(self.yes_ask, "yes_ask", self.no_bid, "no_bid")?;
         pair(self.no_ask, "no_ask", self.yes_bid, "yes_bid")?;
         match (self.yes_bid, self.yes_ask) {
@@ -299,7 +298,10 @@ fn check_ladder(
         if i > 0 && *p >= ladder[i - 1].0 {
             return Err(field_err(
                 name,
-                format!("level {i} price {} is not below the level before", cents_text(*p)),
+                format!(
+                    "level {i} price {} is not below the level before",
+                    cents_text(*p)
+                ),
             ));
         }
     }
@@ -905,12 +907,16 @@ impl RawLine {
         ];
         let mut prices = [None; 7];
         for (i, p) in self.prices.iter().enumerate() {
-            prices[i] = p.map(|c| price_from_cents(PRICE_FIELDS[i], c)).transpose()?;
+            prices[i] = p
+                .map(|c| price_from_cents(PRICE_FIELDS[i], c))
+                .transpose()?;
         }
         const COUNT_FIELDS: [&str; 3] = ["yes_bid_size", "yes_ask_size", "volume"];
         let mut counts = [None; 3];
         for (i, c) in self.counts.iter().enumerate() {
-            counts[i] = c.map(|v| count_from_contracts(COUNT_FIELDS[i], v)).transpose()?;
+            counts[i] = c
+                .map(|v| count_from_contracts(COUNT_FIELDS[i], v))
+                .transpose()?;
         }
         let rec = SnapshotRecord {
             ts_ms: self.ts_ms,
@@ -1018,8 +1024,9 @@ mod tests {
         let a = Price::from_micros(201).unwrap();
         assert_eq!(mid_price(b, a).micros(), 151);
         // A record written with the floor is accepted too.
-        let mut r = SnapshotRecord::from_book(0, t(), Some((b, n(1.0))), Some((a.complement(), n(1.0))))
-            .unwrap();
+        let mut r =
+            SnapshotRecord::from_book(0, t(), Some((b, n(1.0))), Some((a.complement(), n(1.0))))
+                .unwrap();
         assert_eq!(r.yes_mid.unwrap().micros(), 151);
         r.yes_mid = Some(Price::from_micros(150).unwrap());
         r.validate().unwrap();
@@ -1089,7 +1096,12 @@ mod tests {
         let other = Line::from_json(r#"{"ts_ms":1,"market_ticker":"M","event":"halted"}"#).unwrap();
         assert_eq!(
             other,
-            Line::Marker(Marker::new(1, "M".into(), MarkerKind::Other("halted".into()), None))
+            Line::Marker(Marker::new(
+                1,
+                "M".into(),
+                MarkerKind::Other("halted".into()),
+                None
+            ))
         );
     }
 
@@ -1104,7 +1116,10 @@ mod tests {
             (b"[1,2]", "bad field"),
             (br#"{"ts_ms":"1","market_ticker":"M"}"#, "field `ts_ms`"),
             (br#"{"ts_ms":1.5,"market_ticker":"M"}"#, "field `ts_ms`"),
-            (br#"{"ts_ms":1,"market_ticker":"M"}"#, "missing field `yes_bid`"),
+            (
+                br#"{"ts_ms":1,"market_ticker":"M"}"#,
+                "missing field `yes_bid`",
+            ),
             (br#"{"ts_ms":1,"ts_ms":2}"#, "duplicate field `ts_ms`"),
         ];
         for (line, want) in cases {
@@ -1113,14 +1128,20 @@ mod tests {
         }
         let with = |rest: &str| format!("{{{base},{rest}}}");
         let e = parse_line(with(r#""yes_ask":"abc","no_bid":1"#).as_bytes()).unwrap_err();
-        assert!(matches!(e, LineError::BadField(ref m) if m.contains("field `yes_ask`")), "{e}");
+        assert!(
+            matches!(e, LineError::BadField(ref m) if m.contains("field `yes_ask`")),
+            "{e}"
+        );
         let e = parse_line(with(r#""yes_ask":101,"no_bid":-1"#).as_bytes()).unwrap_err();
         assert!(matches!(e, LineError::Invalid(_)), "{e}");
         assert!(e.to_string().contains("yes_ask"), "{e}");
         let e = parse_line(with(r#""yes_ask":40,"no_bid":50"#).as_bytes()).unwrap_err();
-        assert!(e.to_string().contains("yes_ask 40 ≠ 100 − no_bid 50"), "{e}");
-        let e = parse_line(with(r#""yes_ask":40.000001,"no_bid":59.999999"#).as_bytes())
-            .unwrap_err();
+        assert!(
+            e.to_string().contains("yes_ask 40 ≠ 100 − no_bid 50"),
+            "{e}"
+        );
+        let e =
+            parse_line(with(r#""yes_ask":40.000001,"no_bid":59.999999"#).as_bytes()).unwrap_err();
         assert!(e.to_string().contains("micro-dollar grid"), "{e}");
         // Consistent one-sided book parses.
         parse_line(with(r#""yes_ask":40,"no_bid":60"#).as_bytes()).unwrap();
@@ -1134,17 +1155,32 @@ mod tests {
             ("\"no_ask\":60", "\"no_ask\":61", "no_ask"),
         ] {
             let e = parse_line(two.replace(from, to).as_bytes()).unwrap_err();
-            assert!(matches!(e, LineError::Invalid(_)) && e.to_string().contains(want), "{e}");
+            assert!(
+                matches!(e, LineError::Invalid(_)) && e.to_string().contains(want),
+                "{e}"
+            );
         }
         // Ladders must agree with the best bid and descend.
         let lad = two.replace('}', r#","yes_bids":[[40,1],[41,2]]}"#);
-        assert!(parse_line(lad.as_bytes()).unwrap_err().to_string().contains("not below"));
+        assert!(parse_line(lad.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("not below"));
         let lad = two.replace('}', r#","yes_bids":[[39,1]]}"#);
-        assert!(parse_line(lad.as_bytes()).unwrap_err().to_string().contains("best bid"));
+        assert!(parse_line(lad.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("best bid"));
         let lad = two.replace('}', r#","no_bids":[[55,0]]}"#);
-        assert!(parse_line(lad.as_bytes()).unwrap_err().to_string().contains("size 0"));
+        assert!(parse_line(lad.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("size 0"));
         let lad = two.replace('}', r#","no_bids":[[55,1.005]]}"#);
-        assert!(parse_line(lad.as_bytes()).unwrap_err().to_string().contains("finer than 0.01"));
+        assert!(parse_line(lad.as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("finer than 0.01"));
     }
 
     fn arb_levels() -> impl Strategy<Value = Vec<Level>> {
