@@ -357,6 +357,37 @@ impl MarketSeries {
             }
     }
 
+    /// Appends all of `o`'s rows (ladders included; `self.ladders` must be set if `o` has any).
+    fn extend_from(&mut self, o: &MarketSeries) {
+        self.ts_ms.extend_from_slice(&o.ts_ms);
+        self.yes_bid.extend_from_slice(&o.yes_bid);
+        self.yes_ask.extend_from_slice(&o.yes_ask);
+        self.yes_bid_size.extend_from_slice(&o.yes_bid_size);
+        self.yes_ask_size.extend_from_slice(&o.yes_ask_size);
+        self.last_price.extend_from_slice(&o.last_price);
+        self.volume.extend_from_slice(&o.volume);
+        if let Some(l) = &mut self.ladders {
+            match &o.ladders {
+                Some(ol) => {
+                    let (yb, nb) = (l.yes_price.len(), l.no_price.len());
+                    l.yes_offsets
+                        .extend(ol.yes_offsets[1..].iter().map(|&x| x + yb));
+                    l.no_offsets
+                        .extend(ol.no_offsets[1..].iter().map(|&x| x + nb));
+                    l.yes_price.extend_from_slice(&ol.yes_price);
+                    l.yes_size.extend_from_slice(&ol.yes_size);
+                    l.no_price.extend_from_slice(&ol.no_price);
+                    l.no_size.extend_from_slice(&ol.no_size);
+                }
+                None => {
+                    let (yb, nb) = (l.yes_price.len(), l.no_price.len());
+                    l.yes_offsets.extend(std::iter::repeat_n(yb, o.len()));
+                    l.no_offsets.extend(std::iter::repeat_n(nb, o.len()));
+                }
+            }
+        }
+    }
+
     fn append_row_from(&mut self, o: &MarketSeries, j: usize) {
         self.ts_ms.push(o.ts_ms[j]);
         self.yes_bid.push(o.yes_bid[j]);
@@ -483,8 +514,39 @@ fn merge_market(
     if any_ladders {
         out.ladders = Some(Ladders::with_empty_rows(0));
     }
+    if stats.reordered_markets == 0 && order.windows(2).all(|w| ts(&w[0]) < ts(&w[1])) {
+        // The usual case: already in time order, no duplicates. Concatenate in bulk.
+        for p in &parts {
+            out.extend_from(p);
+        }
+    } else {
+        dedup_into(&mut out, &parts, &order, &mut stats);
+    }
+    for p in &parts {
+        if p.close_ts_ms.is_some() && p.close_from_ts > out.close_from_ts {
+            out.close_ts_ms = p.close_ts_ms;
+            out.close_from_ts = p.close_from_ts;
+        }
+    }
+    let mut markers: Vec<MarkerRow> = parts.into_iter().flat_map(|p| p.markers).collect();
+    markers.sort_by_key(|m| m.ts_ms);
+    let before = markers.len();
+    markers.dedup();
+    stats.duplicate_markers = (before - markers.len()) as u64;
+    out.markers = markers;
+    out.segments = segments(&out.ts_ms, &out.markers, opts.split_gap_ms);
+    (out, stats)
+}
+
+/// Appends rows in `order` (sorted by time), keeping the first of each timestamp.
+fn dedup_into(
+    out: &mut MarketSeries,
+    parts: &[MarketSeries],
+    order: &[(u32, u32)],
+    stats: &mut MergeStats,
+) {
     let mut last: Option<(u32, u32)> = None;
-    for &(k, j) in &order {
+    for &(k, j) in order {
         let (kp, jp) = (k as usize, j as usize);
         if let Some((lk, lj)) = last {
             if parts[lk as usize].ts_ms[lj as usize] == parts[kp].ts_ms[jp] {
@@ -503,20 +565,6 @@ fn merge_market(
         out.append_row_from(&parts[kp], jp);
         last = Some((k, j));
     }
-    for p in &parts {
-        if p.close_ts_ms.is_some() && p.close_from_ts > out.close_from_ts {
-            out.close_ts_ms = p.close_ts_ms;
-            out.close_from_ts = p.close_from_ts;
-        }
-    }
-    let mut markers: Vec<MarkerRow> = parts.into_iter().flat_map(|p| p.markers).collect();
-    markers.sort_by_key(|m| m.ts_ms);
-    let before = markers.len();
-    markers.dedup();
-    stats.duplicate_markers = (before - markers.len()) as u64;
-    out.markers = markers;
-    out.segments = segments(&out.ts_ms, &out.markers, opts.split_gap_ms);
-    (out, stats)
 }
 
 /// Splits rows into segments at markers and long silences (see the module docs).
@@ -623,4 +671,65 @@ pub fn load_columnar(paths: &[PathBuf], opts: &ColumnarOptions) -> SnapshotSet {
 /// [`load_columnar`] over the files matching a glob pattern.
 pub fn load_columnar_glob(pattern: &str, opts: &ColumnarOptions) -> Result<SnapshotSet, ReadError> {
     Ok(load_columnar(&resolve_glob(pattern)?, opts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(k: i64, ladder: bool) -> SnapshotRecord {
+        let p = |c: i64| Price::from_cents(c).unwrap();
+        let yes = [
+            (p(40 + k % 5), Count::from_contracts(k + 1)),
+            (p(30), Count::from_contracts(2)),
+        ];
+        let no = [(p(50 - k % 3), Count::from_contracts(7))];
+        SnapshotRecord::from_ladders(k * 100, "M".into(), &yes, &no, if ladder { 2 } else { 0 })
+            .unwrap()
+            .with_volume(Some(Count::from_contracts(k)))
+    }
+
+    fn cols(m: &MarketSeries) -> impl PartialEq + std::fmt::Debug + '_ {
+        (
+            (&m.ts_ms, &m.yes_bid, &m.yes_ask),
+            (&m.yes_bid_size, &m.yes_ask_size, &m.last_price, &m.volume),
+            &m.ladders,
+        )
+    }
+
+    #[test]
+    fn bulk_and_row_by_row_merges_agree() {
+        let recs: Vec<SnapshotRecord> = (0..30).map(|k| rec(k, (10..20).contains(&k))).collect();
+        let mk = |r: &[SnapshotRecord]| {
+            let mut m = MarketSeries::empty("M".into());
+            for x in r {
+                m.push_record(x, true);
+            }
+            m
+        };
+        let whole = mk(&recs);
+        assert!(whole.ladders.is_some());
+        let parts = vec![mk(&recs[..10]), mk(&recs[10..20]), mk(&recs[20..])];
+        assert!(parts[0].ladders.is_none() && parts[1].ladders.is_some());
+        let o = ColumnarOptions::default();
+        let (fast, st) = merge_market("M".into(), parts.clone(), &o);
+        assert_eq!(st.reordered_markets, 0);
+        assert_eq!(cols(&fast), cols(&whole));
+        // Out of order across parts: the row-by-row path, same result.
+        let shuffled = vec![parts[2].clone(), parts[0].clone(), parts[1].clone()];
+        let (slow, st) = merge_market("M".into(), shuffled, &o);
+        assert_eq!(st.reordered_markets, 1);
+        assert_eq!(cols(&slow), cols(&whole));
+        assert_eq!(whole.len(), recs.len());
+        for (i, r) in recs.iter().enumerate() {
+            assert_eq!(
+                fast.yes_ladder(i).collect::<Vec<_>>(),
+                r.yes_bids.clone().unwrap_or_default()
+            );
+            assert_eq!(
+                fast.no_ladder(i).collect::<Vec<_>>(),
+                r.no_bids.clone().unwrap_or_default()
+            );
+        }
+    }
 }

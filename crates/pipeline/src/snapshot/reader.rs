@@ -375,7 +375,7 @@ enum Break {
 enum GzState {
     Between(BufReader<File>),
     InMember {
-        dec: GzDecoder<BufReader<File>>,
+        dec: Box<GzDecoder<BufReader<File>>>,
         start: u64,
     },
     Done,
@@ -405,7 +405,7 @@ impl GzSource {
                         Ok(_) => {}
                     }
                     self.state = GzState::InMember {
-                        dec: GzDecoder::new(r),
+                        dec: Box::new(GzDecoder::new(r)),
                         start,
                     };
                 }
