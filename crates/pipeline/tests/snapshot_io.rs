@@ -12,8 +12,8 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use pipeline::snapshot::{
     load_columnar, parse_file_name, ColumnarOptions, Line, Marker, MarkerKind, ProblemKind,
-    ReadOptions, ReadReport, SegmentCause, SnapshotReader, SnapshotRecord, SnapshotWriter,
-    WriterOptions,
+    ReadOptions, ReadReport, SegmentCause, SnapshotReader, SnapshotRecord, SnapshotSet,
+    SnapshotWriter, WriterOptions,
 };
 use pipeline::{Count, MarketTicker, Price, SeriesTicker};
 
@@ -853,6 +853,15 @@ fn markers_round_trip_and_split_columnar_segments() {
         },
     );
     assert_eq!(set.markets[m].segments.len(), 4);
+
+    // The same lines held in memory give the same columns as the file.
+    let from_files = load_columnar(
+        &[dir.path().join("KXT_20260511T140000Z.snap_100ms.jsonl.gz")],
+        &ColumnarOptions::default(),
+    );
+    let in_memory = SnapshotSet::from_lines(written, &ColumnarOptions::default());
+    assert_eq!(in_memory.markets, from_files.markets);
+    assert_eq!(in_memory.merge, from_files.merge);
 }
 
 /// Writes `markets` × `ticks` rows with 1 s rotation (many files), returns the paths.

@@ -425,6 +425,20 @@ pub struct MergeStats {
 
 const MAX_CONFLICT_EXAMPLES: usize = 10;
 
+impl MergeStats {
+    fn add(&mut self, st: MergeStats) {
+        self.duplicate_rows += st.duplicate_rows;
+        self.duplicate_conflicts += st.duplicate_conflicts;
+        self.duplicate_markers += st.duplicate_markers;
+        self.reordered_markets += st.reordered_markets;
+        for ex in st.conflict_examples {
+            if self.conflict_examples.len() < MAX_CONFLICT_EXAMPLES {
+                self.conflict_examples.push(ex);
+            }
+        }
+    }
+}
+
 /// Everything loaded from a set of files.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SnapshotSet {
@@ -437,6 +451,40 @@ impl SnapshotSet {
     /// Total rows over all markets.
     pub fn rows(&self) -> usize {
         self.markets.values().map(MarketSeries::len).sum()
+    }
+
+    /// Builds a set from lines already in memory (a generator's output, a test's fixture),
+    /// with the same sorting, de-duplication and segmentation as [`load_columnar`]. The lines
+    /// are taken in the given order (the first of two rows with the same timestamp is kept);
+    /// the report is empty. Lines are not validated again.
+    pub fn from_lines<I: IntoIterator<Item = Line>>(
+        lines: I,
+        opts: &ColumnarOptions,
+    ) -> SnapshotSet {
+        let mut parts: BTreeMap<MarketTicker, MarketSeries> = BTreeMap::new();
+        for line in lines {
+            let m = parts
+                .entry(line.market_ticker().clone())
+                .or_insert_with(|| MarketSeries::empty(line.market_ticker().clone()));
+            match line {
+                Line::Snapshot(rec) => m.push_record(&rec, opts.ladders),
+                Line::Marker(mk) => m.markers.push(MarkerRow {
+                    ts_ms: mk.ts_ms,
+                    kind: mk.event,
+                    reason: mk.reason,
+                }),
+            }
+        }
+        let mut set = SnapshotSet {
+            report: ReadReport::new(opts.read.max_problems),
+            ..Default::default()
+        };
+        for (t, part) in parts {
+            let (series, st) = merge_market(t.clone(), vec![part], opts);
+            set.merge.add(st);
+            set.markets.insert(t, series);
+        }
+        set
     }
 }
 
@@ -647,16 +695,7 @@ pub fn load_columnar(paths: &[PathBuf], opts: &ColumnarOptions) -> SnapshotSet {
         merge: MergeStats::default(),
     };
     for (series, st) in merged {
-        let m = &mut set.merge;
-        m.duplicate_rows += st.duplicate_rows;
-        m.duplicate_conflicts += st.duplicate_conflicts;
-        m.duplicate_markers += st.duplicate_markers;
-        m.reordered_markets += st.reordered_markets;
-        for ex in st.conflict_examples {
-            if m.conflict_examples.len() < MAX_CONFLICT_EXAMPLES {
-                m.conflict_examples.push(ex);
-            }
-        }
+        set.merge.add(st);
         set.markets.insert(series.ticker.clone(), series);
     }
     if set.merge.duplicate_conflicts > 0 {
