@@ -8,6 +8,7 @@ pub mod ids;
 pub mod money;
 pub mod secrets;
 pub mod schema;
+pub mod snapshot;
 
 pub use ids::{ClientOrderId, MarketTicker, OrderId, SeriesTicker};
 pub use money::{trading_fee, Count, FeeMultiplier, FixedError, Liquidity, Money, Price};
