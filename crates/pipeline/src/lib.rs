@@ -6,8 +6,8 @@ pub mod auth;
 pub mod config;
 pub mod ids;
 pub mod money;
-pub mod secrets;
 pub mod schema;
+pub mod secrets;
 pub mod snapshot;
 
 pub use ids::{ClientOrderId, MarketTicker, OrderId, SeriesTicker};
