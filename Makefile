@@ -9,7 +9,7 @@ SHELL := bash
 CARGO ?= cargo
 ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 
-.PHONY: setup build test lint fmt clean-libtorch
+.PHONY: setup build test lint fmt bench clean-libtorch
 
 setup:
 	@"$(ROOT)/scripts/setup-libtorch.sh"
@@ -25,6 +25,10 @@ test: setup
 lint: setup
 	cd "$(ROOT)" && $(CARGO) fmt --all -- --check
 	cd "$(ROOT)" && $(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Benchmarks print figures; nothing asserts a time.
+bench: setup
+	cd "$(ROOT)" && OMP_NUM_THREADS=1 $(CARGO) bench --workspace
 
 # Formatting compiles nothing, so it does not need libtorch.
 fmt:
