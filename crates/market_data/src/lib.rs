@@ -1,1 +1,2 @@
 //! Kalshi REST + WebSocket client (see ARCHITECTURE.md).
+pub mod wire;
