@@ -55,7 +55,11 @@ pub enum BookError {
         delta: Count,
     },
     #[error("{side:?} snapshot level {price} has negative size {size}")]
-    NegativeSnapshotLevel { side: Side, price: Price, size: Count },
+    NegativeSnapshotLevel {
+        side: Side,
+        price: Price,
+        size: Count,
+    },
     #[error("delta without a price")]
     MissingPrice,
     #[error("delta without a size change")]
@@ -127,7 +131,11 @@ impl OrderBook {
     }
 
     /// A valid book from REST levels (REST NO prices are NO-leg).
-    pub fn from_levels(ticker: MarketTicker, yes: &[Level], no: &[Level]) -> Result<OrderBook, BookError> {
+    pub fn from_levels(
+        ticker: MarketTicker,
+        yes: &[Level],
+        no: &[Level],
+    ) -> Result<OrderBook, BookError> {
         let mut b = OrderBook::new(ticker);
         b.apply_snapshot(yes, no, NoPriceConvention::NoLeg)?;
         Ok(b)
@@ -181,7 +189,12 @@ impl OrderBook {
     /// Adds a signed `delta` at (`side`, `wire_price`) (the price as sent, converted under the
     /// book's convention). A level reaching zero is removed; a level that would go negative is
     /// refused and the book is left unchanged (the caller invalidates it).
-    pub fn apply_delta(&mut self, side: Side, wire_price: Price, delta: Count) -> Result<(), BookError> {
+    pub fn apply_delta(
+        &mut self,
+        side: Side,
+        wire_price: Price,
+        delta: Count,
+    ) -> Result<(), BookError> {
         let (map, price) = match side {
             Side::Yes => (&mut self.yes, wire_price),
             Side::No => (&mut self.no, self.convention.no_leg(wire_price)),
@@ -236,9 +249,7 @@ impl OrderBook {
     }
 
     pub fn best_yes_bid(&self) -> Option<Level> {
-        self.yes
-            .last_key_value()
-            .map(|(p, s)| Level::new(*p, *s))
+        self.yes.last_key_value().map(|(p, s)| Level::new(*p, *s))
     }
     /// Best NO bid, NO-leg price.
     pub fn best_no_bid(&self) -> Option<Level> {
@@ -336,7 +347,10 @@ mod tests {
         assert_eq!(b.no_bids(1), vec![l("0.56", "146")]);
         assert_eq!(b.top().spread_micros(), Some(220_000));
         assert_eq!(b.top().ticker_quotes(), (p("0.22"), p("0.44")));
-        assert_eq!(OrderBook::new("E".into()).top().ticker_quotes(), (Price::ZERO, Price::ONE));
+        assert_eq!(
+            OrderBook::new("E".into()).top().ticker_quotes(),
+            (Price::ZERO, Price::ONE)
+        );
     }
 
     #[test]
@@ -347,7 +361,10 @@ mod tests {
         b.apply_delta(Side::Yes, p("0.40"), c("-10.25")).unwrap();
         assert_eq!(b.depth(), (0, 0), "zero removes the level");
         let err = b.apply_delta(Side::No, p("0.30"), c("-1")).unwrap_err();
-        assert!(matches!(err, BookError::NegativeLevel { side: Side::No, .. }));
+        assert!(matches!(
+            err,
+            BookError::NegativeLevel { side: Side::No, .. }
+        ));
         assert_eq!(b.depth(), (0, 0), "refused delta leaves the book unchanged");
         b.apply_delta(Side::No, p("0.30"), c("2")).unwrap();
         assert_eq!(b.best_yes_ask(), Some(l("0.70", "2")));
@@ -357,11 +374,19 @@ mod tests {
     fn yes_scale_convention_converts_once() {
         // The same book, reported both ways.
         let mut a = OrderBook::new("A".into());
-        a.apply_snapshot(&[l("0.40", "5")], &[l("0.55", "7")], NoPriceConvention::NoLeg)
-            .unwrap();
+        a.apply_snapshot(
+            &[l("0.40", "5")],
+            &[l("0.55", "7")],
+            NoPriceConvention::NoLeg,
+        )
+        .unwrap();
         let mut b = OrderBook::new("A".into());
-        b.apply_snapshot(&[l("0.40", "5")], &[l("0.45", "7")], NoPriceConvention::YesScale)
-            .unwrap();
+        b.apply_snapshot(
+            &[l("0.40", "5")],
+            &[l("0.45", "7")],
+            NoPriceConvention::YesScale,
+        )
+        .unwrap();
         assert!(a.same_levels(&b));
         assert_eq!(b.best_yes_ask(), Some(l("0.45", "7")));
         assert_eq!(b.best_no_bid(), Some(l("0.55", "7")));
@@ -377,7 +402,11 @@ mod tests {
     fn negative_snapshot_rejected() {
         let mut b = OrderBook::new("A".into());
         assert!(b
-            .apply_snapshot(&[l("0.4", "1")], &[Level::new(p("0.5"), c("-1"))], NoPriceConvention::NoLeg)
+            .apply_snapshot(
+                &[l("0.4", "1")],
+                &[Level::new(p("0.5"), c("-1"))],
+                NoPriceConvention::NoLeg
+            )
             .is_err());
         assert!(!b.is_valid());
         assert_eq!(b.depth(), (0, 0));

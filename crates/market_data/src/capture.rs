@@ -91,7 +91,10 @@ impl CaptureReader {
             source,
         })?;
         let input: Box<dyn BufRead + Send> = if path.extension().is_some_and(|e| e == "gz") {
-            Box::new(BufReader::with_capacity(1 << 16, MultiGzDecoder::new(BufReader::new(f))))
+            Box::new(BufReader::with_capacity(
+                1 << 16,
+                MultiGzDecoder::new(BufReader::new(f)),
+            ))
         } else {
             Box::new(BufReader::new(f))
         };
@@ -130,7 +133,14 @@ impl Iterator for CaptureReader {
                     return None;
                 }
                 Ok(_) => {}
-                Err(e) if matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::UnexpectedEof
+                            | io::ErrorKind::InvalidInput
+                            | io::ErrorKind::InvalidData
+                    ) =>
+                {
                     // A truncated gzip member: whatever partial line we hold is incomplete.
                     tracing::warn!(path = %self.path.display(), line = self.line_no + 1, error = %e, "capture file is truncated; skipping the partial tail");
                     self.stats.truncated = true;
@@ -246,22 +256,28 @@ impl<W: Write> CaptureWriter<W> {
     pub fn write_frame(&mut self, recv_ns: i64, frame_text: &str) -> Result<(), CaptureError> {
         let line = match serde_json::from_str::<&RawValue>(frame_text) {
             Ok(_) if !frame_text.contains(['\n', '\r']) => {
-                format!("{{\"recv_ns\":{recv_ns},\"frame\":{}}}\n", frame_text.trim())
+                format!(
+                    "{{\"recv_ns\":{recv_ns},\"frame\":{}}}\n",
+                    frame_text.trim()
+                )
             }
             Ok(_) => {
-                let v: serde_json::Value = serde_json::from_str(frame_text).map_err(|e| self.io(io::Error::other(e)))?;
+                let v: serde_json::Value =
+                    serde_json::from_str(frame_text).map_err(|e| self.io(io::Error::other(e)))?;
                 format!("{{\"recv_ns\":{recv_ns},\"frame\":{v}}}\n")
             }
             Err(_) => {
-                let s = serde_json::to_string(frame_text).map_err(|e| self.io(io::Error::other(e)))?;
+                let s =
+                    serde_json::to_string(frame_text).map_err(|e| self.io(io::Error::other(e)))?;
                 format!("{{\"recv_ns\":{recv_ns},\"invalid_frame\":{s}}}\n")
             }
         };
         let enc = self.enc.as_mut().expect("writer used after finish");
-        enc.write_all(line.as_bytes()).map_err(|e| CaptureError::Io {
-            path: self.path.clone(),
-            source: e,
-        })?;
+        enc.write_all(line.as_bytes())
+            .map_err(|e| CaptureError::Io {
+                path: self.path.clone(),
+                source: e,
+            })?;
         self.member_lines += 1;
         self.lines += 1;
         if self.member_started.elapsed() >= self.flush_every {
@@ -308,7 +324,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.capture.jsonl.gz");
         let mut w = CaptureWriter::create(&path, Duration::from_secs(3600)).unwrap();
-        w.write_frame(1, r#"{"type":"ticker","sid":2,"msg":{"market_ticker":"A"}}"#).unwrap();
+        w.write_frame(
+            1,
+            r#"{"type":"ticker","sid":2,"msg":{"market_ticker":"A"}}"#,
+        )
+        .unwrap();
         w.flush().unwrap();
         w.write_frame(2, "{\"type\":\"ok\",\n \"id\":1}").unwrap();
         w.write_frame(3, "not json").unwrap();
@@ -317,7 +337,10 @@ mod tests {
         let recs: Vec<_> = r.by_ref().collect::<Result<_, _>>().unwrap();
         assert_eq!(recs.len(), 2);
         assert_eq!(recs[0].recv_ns, 1);
-        assert_eq!(recs[0].frame, r#"{"type":"ticker","sid":2,"msg":{"market_ticker":"A"}}"#);
+        assert_eq!(
+            recs[0].frame,
+            r#"{"type":"ticker","sid":2,"msg":{"market_ticker":"A"}}"#
+        );
         assert_eq!(recs[1].frame, r#"{"id":1,"type":"ok"}"#);
         assert!(recs[0].parse().is_ok());
         let st = r.stats();
@@ -330,11 +353,16 @@ mod tests {
         let path = dir.path().join("t.jsonl.gz");
         let mut w = CaptureWriter::create(&path, Duration::from_secs(3600)).unwrap();
         for i in 0..100 {
-            w.write_frame(i, &format!(r#"{{"type":"x","n":{i}}}"#)).unwrap();
+            w.write_frame(i, &format!(r#"{{"type":"x","n":{i}}}"#))
+                .unwrap();
         }
         w.flush().unwrap();
         for i in 100..200 {
-            w.write_frame(i, &format!(r#"{{"type":"x","n":{i},"pad":"{}"}}"#, "y".repeat(50))).unwrap();
+            w.write_frame(
+                i,
+                &format!(r#"{{"type":"x","n":{i},"pad":"{}"}}"#, "y".repeat(50)),
+            )
+            .unwrap();
         }
         w.finish().unwrap();
         // Cut the file in the middle of the second member (a killed writer).
@@ -343,11 +371,16 @@ mod tests {
             // Re-create the first member alone to learn its size.
             let mut w = CaptureWriter::new(Path::new("m"), Vec::new(), Duration::from_secs(3600));
             for i in 0..100 {
-                w.write_frame(i, &format!(r#"{{"type":"x","n":{i}}}"#)).unwrap();
+                w.write_frame(i, &format!(r#"{{"type":"x","n":{i}}}"#))
+                    .unwrap();
             }
             w.finish().unwrap().len()
         };
-        std::fs::write(&path, &bytes[..first_member_len + (bytes.len() - first_member_len) / 2]).unwrap();
+        std::fs::write(
+            &path,
+            &bytes[..first_member_len + (bytes.len() - first_member_len) / 2],
+        )
+        .unwrap();
         let mut r = CaptureReader::open(&path).unwrap();
         let recs: Vec<_> = r.by_ref().filter_map(Result::ok).collect();
         assert!(recs.len() >= 100 && recs.len() < 200, "{}", recs.len());
@@ -358,7 +391,10 @@ mod tests {
     #[test]
     fn bad_line_names_file_and_line() {
         let text = "{\"recv_ns\":1,\"frame\":{}}\n{\"recv_ns\":\"x\"}\n";
-        let mut r = CaptureReader::from_reader(Path::new("f.jsonl"), Box::new(io::Cursor::new(text.as_bytes().to_vec())));
+        let mut r = CaptureReader::from_reader(
+            Path::new("f.jsonl"),
+            Box::new(io::Cursor::new(text.as_bytes().to_vec())),
+        );
         assert!(r.next().unwrap().is_ok());
         let e = r.next().unwrap().unwrap_err().to_string();
         assert!(e.starts_with("f.jsonl:2:"), "{e}");

@@ -1,5 +1,7 @@
 //! Kalshi REST + WebSocket client (see ARCHITECTURE.md).
+pub mod backoff;
 pub mod book;
 pub mod capture;
+pub mod rest;
 pub mod sync;
 pub mod wire;

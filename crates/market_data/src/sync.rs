@@ -15,7 +15,9 @@ use pipeline::ids::MarketTicker;
 use pipeline::money::Price;
 
 use crate::book::{NoPriceConvention, OrderBook, TopOfBook};
-use crate::wire::{OrderbookDelta, OrderbookSnapshot, Side, TickerMsg, WsErrorMsg, WsFrame, WsMessage};
+use crate::wire::{
+    OrderbookDelta, OrderbookSnapshot, Side, TickerMsg, WsErrorMsg, WsFrame, WsMessage,
+};
 
 /// Why a book stopped being trustworthy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +73,10 @@ pub enum BookEvent {
         ts_ms: Option<i64>,
     },
     /// The book became trustworthy (first snapshot, or a snapshot after invalidation).
-    BookValid { ticker: MarketTicker, sid: Option<u64> },
+    BookValid {
+        ticker: MarketTicker,
+        sid: Option<u64>,
+    },
     /// The book stopped being trustworthy.
     BookInvalid {
         ticker: MarketTicker,
@@ -130,7 +135,10 @@ impl BookSync {
     }
 
     pub fn convention(&self, sid: u64) -> NoPriceConvention {
-        self.sids.get(&sid).map(|s| s.convention).unwrap_or_default()
+        self.sids
+            .get(&sid)
+            .map(|s| s.convention)
+            .unwrap_or_default()
     }
 
     pub fn book(&self, ticker: &str) -> Option<&OrderBook> {
@@ -286,7 +294,13 @@ impl BookSync {
         }
     }
 
-    fn on_snapshot(&mut self, sid: Option<u64>, seq: Option<u64>, s: &OrderbookSnapshot, out: &mut Vec<BookEvent>) {
+    fn on_snapshot(
+        &mut self,
+        sid: Option<u64>,
+        seq: Option<u64>,
+        s: &OrderbookSnapshot,
+        out: &mut Vec<BookEvent>,
+    ) {
         self.counters.snapshots += 1;
         let ticker = &s.market_ticker;
         let convention = sid.map(|s| self.convention(s)).unwrap_or_default();
@@ -304,7 +318,11 @@ impl BookSync {
             }
         }
         if let Some(sid) = sid {
-            self.sids.entry(sid).or_default().tickers.insert(ticker.clone());
+            self.sids
+                .entry(sid)
+                .or_default()
+                .tickers
+                .insert(ticker.clone());
         }
         let book = self.books.get_mut(ticker).expect("inserted above");
         let prev_ts = book.last_ts_ms();
@@ -337,7 +355,13 @@ impl BookSync {
         }
     }
 
-    fn on_delta(&mut self, sid: Option<u64>, seq: Option<u64>, d: &OrderbookDelta, out: &mut Vec<BookEvent>) {
+    fn on_delta(
+        &mut self,
+        sid: Option<u64>,
+        seq: Option<u64>,
+        d: &OrderbookDelta,
+        out: &mut Vec<BookEvent>,
+    ) {
         let ticker = &d.market_ticker;
         let Some(book) = self.books.get_mut(ticker) else {
             // Delta before any snapshot.
@@ -346,9 +370,18 @@ impl BookSync {
             b.set_origin(sid, seq, d.ts_ms);
             self.books.insert(ticker.clone(), b);
             if let Some(sid) = sid {
-                self.sids.entry(sid).or_default().tickers.insert(ticker.clone());
+                self.sids
+                    .entry(sid)
+                    .or_default()
+                    .tickers
+                    .insert(ticker.clone());
             }
-            self.request_resync(sid, vec![ticker.clone()], InvalidReason::DeltaBeforeSnapshot, out);
+            self.request_resync(
+                sid,
+                vec![ticker.clone()],
+                InvalidReason::DeltaBeforeSnapshot,
+                out,
+            );
             return;
         };
         if sid.is_some() && book.sid().is_some() && book.sid() != sid {
@@ -384,7 +417,10 @@ impl BookSync {
             Err(_) => {
                 self.counters.negative_levels += 1;
                 book.set_valid(false);
-                let reason = InvalidReason::NegativeLevel { side: d.side, price };
+                let reason = InvalidReason::NegativeLevel {
+                    side: d.side,
+                    price,
+                };
                 out.push(BookEvent::BookInvalid {
                     ticker: ticker.clone(),
                     reason: reason.clone(),
@@ -394,14 +430,29 @@ impl BookSync {
         }
     }
 
-    fn request_resync(&mut self, sid: Option<u64>, tickers: Vec<MarketTicker>, reason: InvalidReason, out: &mut Vec<BookEvent>) {
+    fn request_resync(
+        &mut self,
+        sid: Option<u64>,
+        tickers: Vec<MarketTicker>,
+        reason: InvalidReason,
+        out: &mut Vec<BookEvent>,
+    ) {
         if let Some(sid) = sid {
             self.counters.resyncs_requested += 1;
-            out.push(BookEvent::ResyncNeeded(ResyncNeeded { sid, tickers, reason }));
+            out.push(BookEvent::ResyncNeeded(ResyncNeeded {
+                sid,
+                tickers,
+                reason,
+            }));
         }
     }
 
-    fn invalidate_book(&mut self, ticker: &MarketTicker, reason: InvalidReason, out: &mut Vec<BookEvent>) {
+    fn invalidate_book(
+        &mut self,
+        ticker: &MarketTicker,
+        reason: InvalidReason,
+        out: &mut Vec<BookEvent>,
+    ) {
         if let Some(b) = self.books.get_mut(ticker) {
             if b.is_valid() {
                 b.set_valid(false);
@@ -449,7 +500,10 @@ pub struct TickerCheck {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TickerVerdict {
     Agree,
-    Disagree { book: (Price, Price), ticker: (Price, Price) },
+    Disagree {
+        book: (Price, Price),
+        ticker: (Price, Price),
+    },
     /// No book state known at or before the ticker's time (or no book, or no quotes).
     Unknown,
 }
@@ -557,20 +611,34 @@ mod tests {
     #[test]
     fn snapshot_then_deltas_and_duplicates() {
         let mut s = BookSync::new();
-        let ev = feed(&mut s, &snap(1, 5, "A", r#"[["0.40","10.00"]]"#, r#"[["0.55","3.00"]]"#));
+        let ev = feed(
+            &mut s,
+            &snap(1, 5, "A", r#"[["0.40","10.00"]]"#, r#"[["0.55","3.00"]]"#),
+        );
         assert!(matches!(&ev[0], BookEvent::BookValid { ticker, .. } if ticker.as_str() == "A"));
         assert!(matches!(&ev[1], BookEvent::BookChanged { .. }));
         let ev = feed(&mut s, &delta(1, 6, "A", "yes", "0.41", "2.50", 100));
         assert_eq!(
             ev,
-            vec![BookEvent::BookChanged { ticker: "A".into(), sid: Some(1), seq: Some(6), ts_ms: Some(100) }]
+            vec![BookEvent::BookChanged {
+                ticker: "A".into(),
+                sid: Some(1),
+                seq: Some(6),
+                ts_ms: Some(100)
+            }]
         );
-        assert_eq!(s.book("A").unwrap().best_yes_bid().unwrap().size, Count::parse("2.5").unwrap());
+        assert_eq!(
+            s.book("A").unwrap().best_yes_bid().unwrap().size,
+            Count::parse("2.5").unwrap()
+        );
         // Duplicate (replayed seq 6) and older are dropped without changing the book.
         assert!(feed(&mut s, &delta(1, 6, "A", "yes", "0.41", "2.50", 100)).is_empty());
         assert!(feed(&mut s, &delta(1, 3, "A", "yes", "0.41", "2.50", 100)).is_empty());
         assert_eq!(s.counters().duplicates, 2);
-        assert_eq!(s.book("A").unwrap().yes_size_at(p("0.41")), Count::parse("2.5").unwrap());
+        assert_eq!(
+            s.book("A").unwrap().yes_size_at(p("0.41")),
+            Count::parse("2.5").unwrap()
+        );
         assert_eq!(s.counters().applied, 1);
         assert_eq!(s.last_seq(1), Some(6));
     }
@@ -590,13 +658,25 @@ mod tests {
         let r = resyncs(&ev);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].sid, 1);
-        assert_eq!(r[0].tickers, vec![MarketTicker::from("A"), MarketTicker::from("B")]);
-        assert_eq!(r[0].reason, InvalidReason::SeqGap { expected: 3, got: 5 });
+        assert_eq!(
+            r[0].tickers,
+            vec![MarketTicker::from("A"), MarketTicker::from("B")]
+        );
+        assert_eq!(
+            r[0].reason,
+            InvalidReason::SeqGap {
+                expected: 3,
+                got: 5
+            }
+        );
         assert_eq!(s.counters().gaps, 1);
         assert!(!s.book("A").unwrap().is_valid() && !s.book("B").unwrap().is_valid());
         assert!(s.book("C").unwrap().is_valid(), "other sids untouched");
         // The gapped delta was not applied; later deltas are ignored until a snapshot.
-        assert_eq!(s.book("A").unwrap().yes_size_at(p("0.40")), Count::from_contracts(10));
+        assert_eq!(
+            s.book("A").unwrap().yes_size_at(p("0.40")),
+            Count::from_contracts(10)
+        );
         assert!(feed(&mut s, &delta(1, 6, "A", "yes", "0.40", "1.00", 2)).is_empty());
         assert_eq!(s.counters().ignored_invalid, 2);
         // Resubscription: new sid, fresh snapshot → valid again; old-sid stragglers ignored.
@@ -608,7 +688,10 @@ mod tests {
         assert_eq!(s.tickers_of(1), vec![MarketTicker::from("B")]);
         assert_eq!(s.tickers_of(5), vec![MarketTicker::from("A")]);
         // Unsubscribing sid 1 marks nothing new invalid (B already is) and forgets it.
-        let ev = feed(&mut s, &frame(r#"{"id":9,"sid":1,"seq":8,"type":"unsubscribed"}"#));
+        let ev = feed(
+            &mut s,
+            &frame(r#"{"id":9,"sid":1,"seq":8,"type":"unsubscribed"}"#),
+        );
         assert!(ev.is_empty(), "{ev:?}");
         assert_eq!(s.last_seq(1), None);
     }
@@ -643,10 +726,22 @@ mod tests {
         let mut s = BookSync::new();
         feed(&mut s, &snap(1, 1, "A", r#"[["0.40","1.00"]]"#, "[]"));
         let ev = feed(&mut s, &delta(1, 2, "A", "yes", "0.40", "-1.01", 1));
-        assert!(matches!(&ev[0], BookEvent::BookInvalid { reason: InvalidReason::NegativeLevel { side: Side::Yes, .. }, .. }));
+        assert!(matches!(
+            &ev[0],
+            BookEvent::BookInvalid {
+                reason: InvalidReason::NegativeLevel {
+                    side: Side::Yes,
+                    ..
+                },
+                ..
+            }
+        ));
         assert_eq!(resyncs(&ev)[0].tickers, vec![MarketTicker::from("A")]);
         assert_eq!(s.counters().negative_levels, 1);
-        assert_eq!(s.book("A").unwrap().yes_size_at(p("0.40")), Count::from_contracts(1));
+        assert_eq!(
+            s.book("A").unwrap().yes_size_at(p("0.40")),
+            Count::from_contracts(1)
+        );
     }
 
     #[test]
@@ -654,14 +749,21 @@ mod tests {
         let mut s = BookSync::new();
         feed(&mut s, &snap(1, 1, "A", "[]", "[]"));
         feed(&mut s, &snap(3, 1, "B", "[]", "[]"));
-        let ev = feed(&mut s, &frame(r#"{"id":0,"type":"error","msg":{"code":25,"msg":"buffer overflow"}}"#));
+        let ev = feed(
+            &mut s,
+            &frame(r#"{"id":0,"type":"error","msg":{"code":25,"msg":"buffer overflow"}}"#),
+        );
         let mut r: Vec<u64> = resyncs(&ev).iter().map(|r| r.sid).collect();
         r.sort();
         assert_eq!(r, vec![1, 3]);
         assert_eq!(s.counters().buffer_overflows, 1);
         assert!(s.books().all(|b| !b.is_valid()));
         // Other errors do nothing.
-        assert!(feed(&mut s, &frame(r#"{"id":2,"type":"error","msg":{"code":6,"msg":"Already subscribed"}}"#)).is_empty());
+        assert!(feed(
+            &mut s,
+            &frame(r#"{"id":2,"type":"error","msg":{"code":6,"msg":"Already subscribed"}}"#)
+        )
+        .is_empty());
     }
 
     #[test]
@@ -669,7 +771,10 @@ mod tests {
         let mut s = BookSync::new();
         s.set_convention(7, NoPriceConvention::YesScale);
         // NO bid at NO-leg 0.55 reported on the YES scale as 0.45.
-        feed(&mut s, &snap(7, 1, "A", r#"[["0.40","1.00"]]"#, r#"[["0.45","2.00"]]"#));
+        feed(
+            &mut s,
+            &snap(7, 1, "A", r#"[["0.40","1.00"]]"#, r#"[["0.45","2.00"]]"#),
+        );
         feed(&mut s, &delta(7, 2, "A", "no", "0.44", "3.00", 1));
         let b = s.book("A").unwrap();
         assert_eq!(b.best_yes_ask().unwrap().price, p("0.44"));
@@ -678,16 +783,30 @@ mod tests {
         assert_eq!(b.convention(), NoPriceConvention::YesScale);
         // The default convention on another sid is NO-leg.
         feed(&mut s, &snap(9, 1, "B", "[]", r#"[["0.45","2.00"]]"#));
-        assert_eq!(s.book("B").unwrap().best_yes_ask().unwrap().price, p("0.55"));
+        assert_eq!(
+            s.book("B").unwrap().best_yes_ask().unwrap().price,
+            p("0.55")
+        );
     }
 
     #[test]
     fn ok_reply_seq_jump_is_a_gap_but_echo_is_not() {
         let mut s = BookSync::new();
         feed(&mut s, &snap(1, 1, "A", "[]", "[]"));
-        assert!(feed(&mut s, &frame(r#"{"id":5,"sid":1,"seq":1,"type":"ok","msg":{"market_tickers":["A"]}}"#)).is_empty());
-        assert!(feed(&mut s, &frame(r#"{"id":6,"sid":1,"seq":2,"type":"ok","msg":{"market_tickers":["A"]}}"#)).is_empty());
-        let ev = feed(&mut s, &frame(r#"{"id":7,"sid":1,"seq":9,"type":"ok","msg":{"market_tickers":["A"]}}"#));
+        assert!(feed(
+            &mut s,
+            &frame(r#"{"id":5,"sid":1,"seq":1,"type":"ok","msg":{"market_tickers":["A"]}}"#)
+        )
+        .is_empty());
+        assert!(feed(
+            &mut s,
+            &frame(r#"{"id":6,"sid":1,"seq":2,"type":"ok","msg":{"market_tickers":["A"]}}"#)
+        )
+        .is_empty());
+        let ev = feed(
+            &mut s,
+            &frame(r#"{"id":7,"sid":1,"seq":9,"type":"ok","msg":{"market_tickers":["A"]}}"#),
+        );
         assert_eq!(resyncs(&ev).len(), 1);
     }
 
@@ -716,9 +835,21 @@ mod tests {
                 }
             }
         };
-        run(&mut s, &mut tc, snap(1, 1, "A", r#"[["0.40","1.00"]]"#, r#"[["0.55","1.00"]]"#));
-        run(&mut s, &mut tc, delta(1, 2, "A", "yes", "0.41", "1.00", 1_000));
-        run(&mut s, &mut tc, delta(1, 3, "A", "yes", "0.42", "1.00", 2_000));
+        run(
+            &mut s,
+            &mut tc,
+            snap(1, 1, "A", r#"[["0.40","1.00"]]"#, r#"[["0.55","1.00"]]"#),
+        );
+        run(
+            &mut s,
+            &mut tc,
+            delta(1, 2, "A", "yes", "0.41", "1.00", 1_000),
+        );
+        run(
+            &mut s,
+            &mut tc,
+            delta(1, 3, "A", "yes", "0.42", "1.00", 2_000),
+        );
         let ticker = |ts: i64, bid: &str| {
             let f = frame(&format!(
                 r#"{{"type":"ticker","sid":2,"msg":{{"market_ticker":"A","yes_bid_dollars":"{bid}","yes_ask_dollars":"0.4500","ts_ms":{ts}}}}}"#
@@ -732,9 +863,16 @@ mod tests {
         assert_eq!(tc.check(&ticker(1_500, "0.4100")), TickerVerdict::Agree);
         assert_eq!(tc.check(&ticker(999, "0.4000")), TickerVerdict::Agree);
         assert_eq!(tc.check(&ticker(2_000, "0.4200")), TickerVerdict::Agree);
-        assert!(matches!(tc.check(&ticker(2_000, "0.4100")), TickerVerdict::Disagree { .. }));
+        assert!(matches!(
+            tc.check(&ticker(2_000, "0.4100")),
+            TickerVerdict::Disagree { .. }
+        ));
         // History is pruned beyond the horizon but keeps the state in force at its start.
-        run(&mut s, &mut tc, delta(1, 4, "A", "yes", "0.43", "1.00", 9_000));
+        run(
+            &mut s,
+            &mut tc,
+            delta(1, 4, "A", "yes", "0.43", "1.00", 9_000),
+        );
         assert_eq!(tc.check(&ticker(4_500, "0.4200")), TickerVerdict::Agree);
         assert_eq!(tc.check(&ticker(500, "0.4000")), TickerVerdict::Unknown);
     }

@@ -20,14 +20,24 @@ fn rotation_capture_replays_and_tickers_match_as_of_ts() {
         let frame = rec.unwrap().parse().unwrap();
         if let WsMessage::Ticker(t) = &frame.msg {
             n += 1;
-            let at_arrival = sync.book(t.market_ticker.as_str()).unwrap().top().ticker_quotes();
+            let at_arrival = sync
+                .book(t.market_ticker.as_str())
+                .unwrap()
+                .top()
+                .ticker_quotes();
             naive += usize::from(Some(at_arrival) == t.yes_bid().zip(t.yes_ask()));
             asof += usize::from(check.check(t) == TickerVerdict::Agree);
         }
         events.clear();
         sync.apply(&frame, &mut events);
         for e in &events {
-            assert!(!matches!(e, BookEvent::ResyncNeeded(_) | BookEvent::BookInvalid { .. }), "{e:?}");
+            assert!(
+                !matches!(
+                    e,
+                    BookEvent::ResyncNeeded(_) | BookEvent::BookInvalid { .. }
+                ),
+                "{e:?}"
+            );
             if let BookEvent::BookChanged { ticker, ts_ms, .. } = e {
                 check.record(ticker, *ts_ms, sync.book(ticker.as_str()).unwrap().top());
             }
@@ -37,7 +47,10 @@ fn rotation_capture_replays_and_tickers_match_as_of_ts() {
     assert_eq!(naive, 3, "two tickers arrive after the book moved on");
     assert_eq!(asof, 5);
     let c = sync.counters();
-    assert_eq!((c.gaps, c.negative_levels, c.snapshots, c.applied), (0, 0, 3, 7));
+    assert_eq!(
+        (c.gaps, c.negative_levels, c.snapshots, c.applied),
+        (0, 0, 3, 7)
+    );
     assert_eq!(sync.book("M-00").unwrap().depth(), (0, 0));
     let b = sync.book("M-15").unwrap();
     assert_eq!(b.best_yes_bid().unwrap().size.to_fp_string(), "4.00");

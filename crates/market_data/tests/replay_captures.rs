@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use market_data::book::TopOfBook;
 use market_data::capture::CaptureReader;
 use market_data::sync::{BookEvent, BookSync, SyncCounters, TickerCheck, TickerVerdict};
-use market_data::wire::{WsMessage, TickerMsg};
+use market_data::wire::{TickerMsg, WsMessage};
 use pipeline::ids::MarketTicker;
 
 #[derive(Default)]
@@ -65,7 +65,12 @@ fn real_captures_replay_clean_and_match_ticker() {
         .filter(|p| p.to_string_lossy().ends_with(".capture.jsonl.gz"))
         .collect();
     files.sort();
-    assert_eq!(files.len(), 25, "expected the 25 sessions in {}", dir.display());
+    assert_eq!(
+        files.len(),
+        25,
+        "expected the 25 sessions in {}",
+        dir.display()
+    );
 
     let mut t = Totals::default();
     for path in &files {
@@ -91,7 +96,9 @@ fn real_captures_replay_clean_and_match_ticker() {
             };
             if let WsMessage::Ticker(tm) = &frame.msg {
                 t.tickers += 1;
-                let book_q = sync.book(tm.market_ticker.as_str()).map(|b| b.top().ticker_quotes());
+                let book_q = sync
+                    .book(tm.market_ticker.as_str())
+                    .map(|b| b.top().ticker_quotes());
                 if book_q.is_some() && book_q == tm.yes_bid().zip(tm.yes_ask()) {
                     t.naive_agree += 1;
                 }
@@ -124,18 +131,29 @@ fn real_captures_replay_clean_and_match_ticker() {
             }
             if let (Some(old), WsMessage::OrderbookSnapshot(s)) = (before, &frame.msg) {
                 t.resnapshots += 1;
-                if sync.book(s.market_ticker.as_str()).unwrap().same_levels(&old) {
+                if sync
+                    .book(s.market_ticker.as_str())
+                    .unwrap()
+                    .same_levels(&old)
+                {
                     t.resnapshots_consistent += 1;
                 }
             }
         }
         let st = reader.stats();
-        assert!(!st.truncated && st.bad_lines == 0, "{}: {st:?}", path.display());
+        assert!(
+            !st.truncated && st.bad_lines == 0,
+            "{}: {st:?}",
+            path.display()
+        );
         for tm in &tickers {
             let (Some(ts), Some(q)) = (tm.ts_ms, tm.yes_bid().zip(tm.yes_ask())) else {
                 continue;
             };
-            let h = history.get(&tm.market_ticker).map(Vec::as_slice).unwrap_or(&[]);
+            let h = history
+                .get(&tm.market_ticker)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
             if as_of(h, ts).map(|top| top.ticker_quotes()) == Some(q) {
                 t.full_agree += 1;
             }
@@ -146,15 +164,37 @@ fn real_captures_replay_clean_and_match_ticker() {
 
     let sum = |f: fn(&SyncCounters) -> u64| t.counters.iter().map(f).sum::<u64>();
     let pct = |n: u64| 100.0 * n as f64 / t.tickers as f64;
-    println!("replayed {} sessions, {} frames ({} book frames: {} snapshots, {} deltas applied)",
-        t.files, t.frames, sum(|c| c.book_frames), sum(|c| c.snapshots), sum(|c| c.applied));
+    println!(
+        "replayed {} sessions, {} frames ({} book frames: {} snapshots, {} deltas applied)",
+        t.files,
+        t.frames,
+        sum(|c| c.book_frames),
+        sum(|c| c.snapshots),
+        sum(|c| c.applied)
+    );
     println!("sequence gaps {}, duplicates {}, negative levels {}, deltas before snapshot {}, resync requests {}, invalidations {}",
         sum(|c| c.gaps), sum(|c| c.duplicates), sum(|c| c.negative_levels), sum(|c| c.deltas_before_snapshot), t.resync_events, t.invalid_events);
-    println!("re-snapshots of a live book: {} ({} identical to the book rebuilt from deltas)", t.resnapshots, t.resnapshots_consistent);
+    println!(
+        "re-snapshots of a live book: {} ({} identical to the book rebuilt from deltas)",
+        t.resnapshots, t.resnapshots_consistent
+    );
     println!("ticker frames: {}", t.tickers);
-    println!("  naive (book at ticker arrival):          {:>6} agree = {:.2}%", t.naive_agree, pct(t.naive_agree));
-    println!("  as of ticker ts_ms, causal (TickerCheck): {:>6} agree = {:.2}% ({} with no state yet)", t.causal_agree, pct(t.causal_agree), t.causal_unknown);
-    println!("  as of ticker ts_ms, whole capture:        {:>6} agree = {:.2}%", t.full_agree, pct(t.full_agree));
+    println!(
+        "  naive (book at ticker arrival):          {:>6} agree = {:.2}%",
+        t.naive_agree,
+        pct(t.naive_agree)
+    );
+    println!(
+        "  as of ticker ts_ms, causal (TickerCheck): {:>6} agree = {:.2}% ({} with no state yet)",
+        t.causal_agree,
+        pct(t.causal_agree),
+        t.causal_unknown
+    );
+    println!(
+        "  as of ticker ts_ms, whole capture:        {:>6} agree = {:.2}%",
+        t.full_agree,
+        pct(t.full_agree)
+    );
 
     assert_eq!(sum(|c| c.gaps), 0);
     assert_eq!(sum(|c| c.negative_levels), 0);
@@ -171,5 +211,9 @@ fn real_captures_replay_clean_and_match_ticker() {
     assert!(pct(t.naive_agree) > 80.0);
     assert!(t.causal_agree >= t.naive_agree);
     assert!(t.full_agree >= t.causal_agree);
-    assert!(pct(t.causal_agree) > 99.0, "causal agreement {:.2}%", pct(t.causal_agree));
+    assert!(
+        pct(t.causal_agree) > 99.0,
+        "causal agreement {:.2}%",
+        pct(t.causal_agree)
+    );
 }
