@@ -5,3 +5,4 @@ pub mod capture;
 pub mod rest;
 pub mod sync;
 pub mod wire;
+pub mod ws;
