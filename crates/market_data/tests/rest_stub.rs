@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use market_data::backoff::BackoffConfig;
-use market_data::rest::{CreateOutcome, MarketsQuery, ResolveConfig, RestClient, RestConfig, RestError};
+use market_data::rest::{
+    CreateOutcome, MarketsQuery, ResolveConfig, RestClient, RestConfig, RestError,
+};
 use market_data::wire::{CreateOrderRequest, OrderStatus};
 use pipeline::money::{Count, Price};
 use serde_json::{json, Value};
@@ -67,11 +69,16 @@ async fn serve(handler: Handler) -> (String, Arc<Mutex<Vec<Req>>>) {
                         let (k, v) = h.split_once(':').unwrap();
                         headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
                     }
-                    let len: usize = headers.get("content-length").map(|v| v.parse().unwrap()).unwrap_or(0);
+                    let len: usize = headers
+                        .get("content-length")
+                        .map(|v| v.parse().unwrap())
+                        .unwrap_or(0);
                     let mut body = vec![0; len];
                     r.read_exact(&mut body).await.unwrap();
                     let (path, q) = target.split_once('?').unwrap_or((&target, ""));
-                    let query = url::form_urlencoded::parse(q.as_bytes()).into_owned().collect();
+                    let query = url::form_urlencoded::parse(q.as_bytes())
+                        .into_owned()
+                        .collect();
                     let req = Req {
                         method,
                         path: path.to_string(),
@@ -147,11 +154,24 @@ async fn pagination_follows_cursor_and_every_request_is_signed() {
     assert_eq!(log.len(), 3);
     for r in log.iter() {
         assert_eq!(r.path, "/trade-api/v2/markets");
-        assert_eq!(r.query.get("series_ticker").map(String::as_str), Some("KXBTC15M"));
+        assert_eq!(
+            r.query.get("series_ticker").map(String::as_str),
+            Some("KXBTC15M")
+        );
         // Signed path includes /trade-api/v2 and excludes the query.
-        common::verify_headers(&public, |k| r.headers.get(&k.to_ascii_lowercase()).cloned(), "GET", "/trade-api/v2/markets").unwrap();
+        common::verify_headers(
+            &public,
+            |k| r.headers.get(&k.to_ascii_lowercase()).cloned(),
+            "GET",
+            "/trade-api/v2/markets",
+        )
+        .unwrap();
     }
-    assert_eq!(log[1].query.get("cursor").map(String::as_str), Some("c/1+="), "cursor passed back verbatim");
+    assert_eq!(
+        log[1].query.get("cursor").map(String::as_str),
+        Some("c/1+="),
+        "cursor passed back verbatim"
+    );
 }
 
 #[tokio::test]
@@ -161,7 +181,10 @@ async fn repeated_cursor_is_an_error_not_a_loop() {
     let (base, _log) = serve(Arc::new(move |_r: &Req| {
         let mut n = n2.lock().unwrap();
         *n += 1;
-        Reply::Json(200, json!({"markets":[market(&format!("M{n}"))], "cursor":"stuck"}))
+        Reply::Json(
+            200,
+            json!({"markets":[market(&format!("M{n}"))], "cursor":"stuck"}),
+        )
     }))
     .await;
     let c = RestClient::new(cfg(base), None).unwrap();
@@ -179,7 +202,10 @@ async fn burst_of_429_and_5xx_is_absorbed_by_backoff() {
         *n += 1;
         match *n {
             1 | 2 => Reply::Json(429, json!({"error":"too many requests"})),
-            3 => Reply::Json(503, json!({"error":{"code":"unavailable","message":"try later"}})),
+            3 => Reply::Json(
+                503,
+                json!({"error":{"code":"unavailable","message":"try later"}}),
+            ),
             _ => Reply::Json(200, json!({"exchange_active":true,"trading_active":true})),
         }
     }))
@@ -193,7 +219,10 @@ async fn burst_of_429_and_5xx_is_absorbed_by_backoff() {
     let mut few = cfg(c.config().base_url.clone());
     few.read_retries = 1;
     let c = RestClient::new(few, None).unwrap();
-    assert!(matches!(c.exchange_status().await, Err(RestError::RateLimited { .. })));
+    assert!(matches!(
+        c.exchange_status().await,
+        Err(RestError::RateLimited { .. })
+    ));
 }
 
 #[tokio::test]
@@ -208,7 +237,11 @@ async fn auth_and_decode_errors_are_typed() {
     .await;
     let c = RestClient::new(cfg(base), None).unwrap();
     match c.balance().await.unwrap_err() {
-        RestError::Unauthorized { status: 401, details, .. } => assert_eq!(details.as_deref(), Some("INCORRECT_API_KEY_SIGNATURE")),
+        RestError::Unauthorized {
+            status: 401,
+            details,
+            ..
+        } => assert_eq!(details.as_deref(), Some("INCORRECT_API_KEY_SIGNATURE")),
         e => panic!("{e}"),
     }
     match c.market("X").await.unwrap_err() {
@@ -233,7 +266,11 @@ fn order_json(req: &Value, id: &str) -> Value {
 }
 
 /// `create`: what to do with the n-th POST (1-based).
-fn exchange_stub(ex: Arc<Mutex<Exchange>>, create: fn(usize) -> &'static str, as_of_offset_s: i64) -> Handler {
+fn exchange_stub(
+    ex: Arc<Mutex<Exchange>>,
+    create: fn(usize) -> &'static str,
+    as_of_offset_s: i64,
+) -> Handler {
     Arc::new(move |r: &Req| {
         let mut ex = ex.lock().unwrap();
         match (r.method.as_str(), r.path.as_str()) {
@@ -241,40 +278,63 @@ fn exchange_stub(ex: Arc<Mutex<Exchange>>, create: fn(usize) -> &'static str, as
                 let body: Value = serde_json::from_str(&r.body).unwrap();
                 ex.posts.push(body.clone());
                 let n = ex.posts.len();
-                let exists = ex.orders.iter().any(|o| o["client_order_id"] == body["client_order_id"]);
+                let exists = ex
+                    .orders
+                    .iter()
+                    .any(|o| o["client_order_id"] == body["client_order_id"]);
                 match create(n) {
                     "drop_after_placing" => {
                         ex.orders.push(order_json(&body, &format!("o-{n}")));
                         Reply::Drop
                     }
                     "drop_before_placing" => Reply::Drop,
-                    "500" => Reply::Json(500, json!({"error":{"code":"internal","message":"boom"}})),
-                    _ if exists => Reply::Json(409, json!({"error":{"code":"order_already_exists","message":"duplicate client_order_id"}})),
+                    "500" => {
+                        Reply::Json(500, json!({"error":{"code":"internal","message":"boom"}}))
+                    }
+                    _ if exists => Reply::Json(
+                        409,
+                        json!({"error":{"code":"order_already_exists","message":"duplicate client_order_id"}}),
+                    ),
                     _ => {
                         ex.orders.push(order_json(&body, &format!("o-{n}")));
-                        Reply::Json(201, json!({"order_id": format!("o-{n}"), "client_order_id": body["client_order_id"], "fill_count":"0.00", "remaining_count": body["count"], "ts_ms": 1}))
+                        Reply::Json(
+                            201,
+                            json!({"order_id": format!("o-{n}"), "client_order_id": body["client_order_id"], "fill_count":"0.00", "remaining_count": body["count"], "ts_ms": 1}),
+                        )
                     }
                 }
             }
             ("GET", "/trade-api/v2/portfolio/orders") => {
                 let t = r.query.get("ticker").cloned().unwrap_or_default();
-                let list: Vec<Value> = ex.orders.iter().filter(|o| o["ticker"] == t.as_str()).cloned().collect();
+                let list: Vec<Value> = ex
+                    .orders
+                    .iter()
+                    .filter(|o| o["ticker"] == t.as_str())
+                    .cloned()
+                    .collect();
                 Reply::Json(200, json!({"orders": list, "cursor": ""}))
             }
             ("GET", "/trade-api/v2/exchange/user_data_timestamp") => {
                 let t = chrono::Utc::now() + chrono::Duration::seconds(as_of_offset_s);
                 Reply::Json(200, json!({"as_of_time": t.to_rfc3339()}))
             }
-            _ => Reply::Json(404, json!({"error":{"code":"not_found","message":"no route"}})),
+            _ => Reply::Json(
+                404,
+                json!({"error":{"code":"not_found","message":"no route"}}),
+            ),
         }
     })
 }
 
 fn order() -> CreateOrderRequest {
-    CreateOrderRequest::buy_no("KXBTC15M-26AUG170130-30", Price::parse_dollars("0.30").unwrap(), Count::from_contracts(10))
-        .client_order_id("my-order-1")
-        .build()
-        .unwrap()
+    CreateOrderRequest::buy_no(
+        "KXBTC15M-26AUG170130-30",
+        Price::parse_dollars("0.30").unwrap(),
+        Count::from_contracts(10),
+    )
+    .client_order_id("my-order-1")
+    .build()
+    .unwrap()
 }
 
 #[tokio::test]
@@ -299,19 +359,32 @@ async fn lost_create_response_is_found_by_lookup_not_resent() {
 #[tokio::test]
 async fn provably_absent_create_is_resent_with_the_same_client_order_id() {
     let ex = Arc::new(Mutex::new(Exchange::default()));
-    let (base, _log) = serve(exchange_stub(ex.clone(), |n| if n == 1 { "drop_before_placing" } else { "ok" }, 10)).await;
+    let (base, _log) = serve(exchange_stub(
+        ex.clone(),
+        |n| if n == 1 { "drop_before_placing" } else { "ok" },
+        10,
+    ))
+    .await;
     let c = RestClient::new(cfg(base), None).unwrap();
-    assert!(matches!(c.create_order_idempotent(&order()).await.unwrap(), CreateOutcome::Placed(a) if a.order_id.as_str() == "o-2"));
+    assert!(
+        matches!(c.create_order_idempotent(&order()).await.unwrap(), CreateOutcome::Placed(a) if a.order_id.as_str() == "o-2")
+    );
     let ex = ex.lock().unwrap();
     assert_eq!(ex.posts.len(), 2);
-    assert_eq!(ex.posts[0]["client_order_id"], ex.posts[1]["client_order_id"]);
+    assert_eq!(
+        ex.posts[0]["client_order_id"],
+        ex.posts[1]["client_order_id"]
+    );
     assert_eq!(ex.orders.len(), 1);
 }
 
 #[tokio::test]
 async fn duplicate_client_order_id_returns_the_existing_order() {
     let ex = Arc::new(Mutex::new(Exchange::default()));
-    ex.lock().unwrap().orders.push(order_json(&serde_json::to_value(order()).unwrap(), "o-earlier"));
+    ex.lock().unwrap().orders.push(order_json(
+        &serde_json::to_value(order()).unwrap(),
+        "o-earlier",
+    ));
     let (base, _log) = serve(exchange_stub(ex.clone(), |_| "ok", 10)).await;
     let c = RestClient::new(cfg(base), None).unwrap();
     match c.create_order_idempotent(&order()).await.unwrap() {
@@ -327,6 +400,9 @@ async fn unknown_outcome_with_stale_portfolio_data_is_not_resent() {
     let (base, _log) = serve(exchange_stub(ex.clone(), |_| "500", -3600)).await;
     let c = RestClient::new(cfg(base), None).unwrap();
     let e = c.create_order_idempotent(&order()).await.unwrap_err();
-    assert!(matches!(&e, RestError::UnresolvedCreate { client_order_id, .. } if client_order_id.as_str() == "my-order-1"), "{e}");
+    assert!(
+        matches!(&e, RestError::UnresolvedCreate { client_order_id, .. } if client_order_id.as_str() == "my-order-1"),
+        "{e}"
+    );
     assert_eq!(ex.lock().unwrap().posts.len(), 1, "no blind retry");
 }

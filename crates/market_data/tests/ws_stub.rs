@@ -22,14 +22,21 @@ use tokio_util::sync::CancellationToken;
 type Srv = WebSocketStream<TcpStream>;
 const LIMIT: Duration = Duration::from_secs(20);
 
+// The handshake callback's signature is tungstenite's.
+#[allow(clippy::result_large_err)]
 async fn accept(l: &TcpListener, public: &rsa::RsaPublicKey) -> Srv {
     let (tcp, _) = l.accept().await.unwrap();
     let public = public.clone();
     tokio_tungstenite::accept_hdr_async(tcp, move |req: &Request, resp: Response| {
         assert_eq!(req.uri().path(), "/trade-api/ws/v2");
         let h = req.headers();
-        common::verify_headers(&public, |k| h.get(k).map(|v| v.to_str().unwrap().to_string()), "GET", "/trade-api/ws/v2")
-            .expect("upgrade is signed for /trade-api/ws/v2");
+        common::verify_headers(
+            &public,
+            |k| h.get(k).map(|v| v.to_str().unwrap().to_string()),
+            "GET",
+            "/trade-api/ws/v2",
+        )
+        .expect("upgrade is signed for /trade-api/ws/v2");
         Ok(resp)
     })
     .await
@@ -86,24 +93,52 @@ async fn subscribe_reconnect_resubscribe_resync_and_pong() {
     // Connection 1: subscribe, snapshot, delta; then the server drops the socket.
     let client = {
         let h = h.clone();
-        tokio::spawn(async move { h.subscribe(SubscribeRequest::orderbook(vec!["A".into()], false)).await })
+        tokio::spawn(async move {
+            h.subscribe(SubscribeRequest::orderbook(vec!["A".into()], false))
+                .await
+        })
     };
     let mut s = accept(&l, &public).await;
     let c = cmd(&mut s).await;
     assert_eq!(c["cmd"], "subscribe");
-    assert_eq!(c["params"], json!({"channels":["orderbook_delta"],"market_tickers":["A"],"use_yes_price":false}));
-    send(&mut s, json!({"id": c["id"], "type":"subscribed","msg":{"channel":"orderbook_delta","sid":1}})).await;
+    assert_eq!(
+        c["params"],
+        json!({"channels":["orderbook_delta"],"market_tickers":["A"],"use_yes_price":false})
+    );
+    send(
+        &mut s,
+        json!({"id": c["id"], "type":"subscribed","msg":{"channel":"orderbook_delta","sid":1}}),
+    )
+    .await;
     let sub = client.await.unwrap().unwrap();
     assert_eq!(sub.sid, 1);
     send(&mut s, json!({"type":"orderbook_snapshot","sid":1,"seq":1,"msg":{"market_ticker":"A","yes_dollars_fp":[["0.40","10.00"]],"no_dollars_fp":[["0.55","5.00"]]}})).await;
     send(&mut s, json!({"type":"orderbook_delta","sid":1,"seq":2,"msg":{"market_ticker":"A","price_dollars":"0.41","delta_fp":"2.50","side":"yes","ts_ms":1}})).await;
-    next_event(&mut rx, |e| matches!(e, WsEvent::Book(BookEvent::BookChanged { seq: Some(2), .. }))).await;
+    next_event(&mut rx, |e| {
+        matches!(
+            e,
+            WsEvent::Book(BookEvent::BookChanged { seq: Some(2), .. })
+        )
+    })
+    .await;
     let b = h.books().book("A").unwrap();
     assert!(b.is_valid());
-    assert_eq!(b.best_yes_bid().unwrap().size, Count::parse("2.50").unwrap());
+    assert_eq!(
+        b.best_yes_bid().unwrap().size,
+        Count::parse("2.50").unwrap()
+    );
     assert_eq!(b.convention(), NoPriceConvention::NoLeg);
     drop(s);
-    next_event(&mut rx, |e| matches!(e, WsEvent::Book(BookEvent::BookInvalid { reason: InvalidReason::ConnectionLost, .. }))).await;
+    next_event(&mut rx, |e| {
+        matches!(
+            e,
+            WsEvent::Book(BookEvent::BookInvalid {
+                reason: InvalidReason::ConnectionLost,
+                ..
+            })
+        )
+    })
+    .await;
     next_event(&mut rx, |e| matches!(e, WsEvent::Disconnected { .. })).await;
 
     // Connection 2: fresh signed upgrade, the same subscription is made again.
@@ -118,9 +153,15 @@ async fn subscribe_reconnect_resubscribe_resync_and_pong() {
         WsEvent::Subscribed { sub: s2, sid, .. } => assert_eq!((s2, sid), (sub.sub, 7)),
         _ => unreachable!(),
     }
-    assert!(!h.books().book("A").unwrap().is_valid(), "stale until a snapshot");
+    assert!(
+        !h.books().book("A").unwrap().is_valid(),
+        "stale until a snapshot"
+    );
     send(&mut s, json!({"type":"orderbook_snapshot","sid":7,"seq":1,"msg":{"market_ticker":"A","yes_dollars_fp":[["0.42","1.00"]]}})).await;
-    next_event(&mut rx, |e| matches!(e, WsEvent::Book(BookEvent::BookValid { sid: Some(7), .. }))).await;
+    next_event(&mut rx, |e| {
+        matches!(e, WsEvent::Book(BookEvent::BookValid { sid: Some(7), .. }))
+    })
+    .await;
 
     // Commands answered by id.
     let adder = {
@@ -130,20 +171,36 @@ async fn subscribe_reconnect_resubscribe_resync_and_pong() {
     };
     let c = cmd(&mut s).await;
     assert_eq!(c["cmd"], "update_subscription");
-    assert_eq!(c["params"], json!({"sids":[7],"market_tickers":["B"],"action":"add_markets"}));
-    send(&mut s, json!({"id": c["id"], "sid":7, "seq":2, "type":"ok","msg":{"market_tickers":["A","B"]}})).await;
-    assert_eq!(adder.await.unwrap().unwrap(), vec!["A".into(), "B".into()] as Vec<pipeline::MarketTicker>);
+    assert_eq!(
+        c["params"],
+        json!({"sids":[7],"market_tickers":["B"],"action":"add_markets"})
+    );
+    send(
+        &mut s,
+        json!({"id": c["id"], "sid":7, "seq":2, "type":"ok","msg":{"market_tickers":["A","B"]}}),
+    )
+    .await;
+    assert_eq!(
+        adder.await.unwrap().unwrap(),
+        vec!["A".into(), "B".into()] as Vec<pipeline::MarketTicker>
+    );
     let lister = {
         let h = h.clone();
         tokio::spawn(async move { h.list_subscriptions().await })
     };
     let c = cmd(&mut s).await;
     assert_eq!(c["cmd"], "list_subscriptions");
-    send(&mut s, json!({"id": c["id"], "type":"ok","msg":[{"channel":"orderbook_delta","sid":7}]})).await;
+    send(
+        &mut s,
+        json!({"id": c["id"], "type":"ok","msg":[{"channel":"orderbook_delta","sid":7}]}),
+    )
+    .await;
     assert_eq!(lister.await.unwrap().unwrap()[0].sid, Some(7));
 
     // Server ping is answered with the same payload.
-    s.send(Message::Ping(b"heartbeat".to_vec().into())).await.unwrap();
+    s.send(Message::Ping(b"heartbeat".to_vec().into()))
+        .await
+        .unwrap();
     let pong = tokio::time::timeout(LIMIT, async {
         loop {
             if let Message::Pong(p) = s.next().await.unwrap().unwrap() {
@@ -157,26 +214,70 @@ async fn subscribe_reconnect_resubscribe_resync_and_pong() {
 
     // A sequence gap: books invalid, the session unsubscribes and resubscribes.
     send(&mut s, json!({"type":"orderbook_delta","sid":7,"seq":9,"msg":{"market_ticker":"A","price_dollars":"0.42","delta_fp":"1.00","side":"yes"}})).await;
-    next_event(&mut rx, |e| matches!(e, WsEvent::Book(BookEvent::ResyncNeeded(r)) if r.sid == 7)).await;
+    next_event(
+        &mut rx,
+        |e| matches!(e, WsEvent::Book(BookEvent::ResyncNeeded(r)) if r.sid == 7),
+    )
+    .await;
     let c = cmd(&mut s).await;
-    assert_eq!((c["cmd"].as_str(), &c["params"]), (Some("unsubscribe"), &json!({"sids":[7]})));
-    send(&mut s, json!({"id": c["id"], "sid":7, "seq":10, "type":"unsubscribed"})).await;
+    assert_eq!(
+        (c["cmd"].as_str(), &c["params"]),
+        (Some("unsubscribe"), &json!({"sids":[7]}))
+    );
+    send(
+        &mut s,
+        json!({"id": c["id"], "sid":7, "seq":10, "type":"unsubscribed"}),
+    )
+    .await;
     let c = cmd(&mut s).await;
     assert_eq!(c["cmd"], "subscribe");
-    assert_eq!(c["params"]["market_tickers"], json!(["A", "B"]), "resubscribes the current market list");
-    send(&mut s, json!({"id": c["id"], "type":"subscribed","msg":{"channel":"orderbook_delta","sid":9}})).await;
+    assert_eq!(
+        c["params"]["market_tickers"],
+        json!(["A", "B"]),
+        "resubscribes the current market list"
+    );
+    send(
+        &mut s,
+        json!({"id": c["id"], "type":"subscribed","msg":{"channel":"orderbook_delta","sid":9}}),
+    )
+    .await;
     send(&mut s, json!({"type":"orderbook_snapshot","sid":9,"seq":1,"msg":{"market_ticker":"A","yes_dollars_fp":[["0.43","1.00"]]}})).await;
-    next_event(&mut rx, |e| matches!(e, WsEvent::Book(BookEvent::BookValid { sid: Some(9), .. }))).await;
-    assert_eq!(h.books().book("A").unwrap().best_yes_bid().unwrap().price.to_dollars(), "0.4300");
+    next_event(&mut rx, |e| {
+        matches!(e, WsEvent::Book(BookEvent::BookValid { sid: Some(9), .. }))
+    })
+    .await;
+    assert_eq!(
+        h.books()
+            .book("A")
+            .unwrap()
+            .best_yes_bid()
+            .unwrap()
+            .price
+            .to_dollars(),
+        "0.4300"
+    );
 
     // Refused command: the error reply reaches the caller.
     let bad = {
         let h = h.clone();
-        tokio::spawn(async move { h.subscribe(SubscribeRequest::new("no_such_channel", vec![])).await })
+        tokio::spawn(async move {
+            h.subscribe(SubscribeRequest::new("no_such_channel", vec![]))
+                .await
+        })
     };
     let c = cmd(&mut s).await;
-    send(&mut s, json!({"id": c["id"], "type":"error","msg":{"code":8,"msg":"Unknown channel name"}})).await;
-    assert_eq!(bad.await.unwrap(), Err(WsError::Server { code: 8, msg: "Unknown channel name".into() }));
+    send(
+        &mut s,
+        json!({"id": c["id"], "type":"error","msg":{"code":8,"msg":"Unknown channel name"}}),
+    )
+    .await;
+    assert_eq!(
+        bad.await.unwrap(),
+        Err(WsError::Server {
+            code: 8,
+            msg: "Unknown channel name".into()
+        })
+    );
 
     shutdown.cancel();
     tokio::time::timeout(LIMIT, task).await.unwrap().unwrap();

@@ -239,7 +239,7 @@ pub enum CreateOutcome {
     Placed(CreateOrderResponse),
     /// The order already existed (an earlier attempt whose answer was lost, or a 409
     /// duplicate `client_order_id`): here it is, as listed by the exchange.
-    FoundExisting(Order),
+    FoundExisting(Box<Order>),
 }
 
 /// Detects cursor loops: a cursor seen before, or a page starting with an item seen before.
@@ -863,7 +863,7 @@ impl RestClient {
                 RestError::Conflict { .. } => {
                     tracing::info!(client_order_id = %req.client_order_id, "duplicate client_order_id: looking the order up");
                     return match self.locate(req, sent_at, &rc).await? {
-                        Located::Found(o) => Ok(CreateOutcome::FoundExisting(*o)),
+                        Located::Found(o) => Ok(CreateOutcome::FoundExisting(o)),
                         _ => Err(err),
                     };
                 }
@@ -879,7 +879,7 @@ impl RestClient {
                 e if e.outcome_unknown() => {
                     tracing::warn!(client_order_id = %req.client_order_id, error = %e, "create outcome unknown; resolving by lookup");
                     match self.locate(req, Utc::now(), &rc).await? {
-                        Located::Found(o) => return Ok(CreateOutcome::FoundExisting(*o)),
+                        Located::Found(o) => return Ok(CreateOutcome::FoundExisting(o)),
                         Located::Absent if resends < rc.max_resends => {
                             resends += 1;
                             tracing::warn!(client_order_id = %req.client_order_id, "order provably absent; re-sending with the same client_order_id");

@@ -69,6 +69,9 @@ pub struct WsConfig {
     /// Jitter seed (reproducible tests); `None` = OS randomness.
     pub seed: Option<u64>,
     pub command_capacity: usize,
+    /// Events are delivered with backpressure: when the channel is full the session waits
+    /// (and stops reading the socket). A consumer that stalls for long lets Kalshi's
+    /// per-subscription buffer overflow (error 25), which the session answers with a resync.
     pub event_capacity: usize,
     /// Too many resyncs on one connection: reconnect instead.
     pub max_resyncs_per_connection: u32,
@@ -306,7 +309,9 @@ impl WsHandle {
         self.call(|tx| Command::Update(sub, UpdateAction::DeleteMarkets, tickers, tx))
             .await
     }
-    /// Asks for fresh `orderbook_snapshot`s without changing the delta stream.
+    /// Asks for fresh `orderbook_snapshot`s without changing the delta stream. Answers when the
+    /// server's `ok` arrives (if the server sends none, the call times out; the snapshots
+    /// still arrive as frames).
     pub async fn get_snapshot(
         &self,
         sub: SubId,
