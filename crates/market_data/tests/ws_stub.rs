@@ -321,3 +321,40 @@ async fn wss_connect_builds_a_tls_client_without_panicking() {
     shutdown.cancel();
     tokio::time::timeout(LIMIT, task).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn use_yes_price_subscription_is_converted_once() {
+    let (signer, public) = common::test_signer();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/trade-api/ws/v2", l.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    let (h, mut rx, task) = ws::spawn(fast_cfg(url), Some(signer), shutdown.clone());
+    let client = {
+        let h = h.clone();
+        tokio::spawn(async move {
+            h.subscribe(SubscribeRequest::orderbook(vec!["A".into()], true))
+                .await
+        })
+    };
+    let mut s = accept(&l, &public).await;
+    let c = cmd(&mut s).await;
+    assert_eq!(c["params"]["use_yes_price"], true);
+    send(
+        &mut s,
+        json!({"id": c["id"], "type":"subscribed","msg":{"channel":"orderbook_delta","sid":3}}),
+    )
+    .await;
+    // The NO bid at NO-leg 0.55 arrives on the YES scale as 0.45 (directly the YES ask).
+    send(&mut s, json!({"type":"orderbook_snapshot","sid":3,"seq":1,"msg":{"market_ticker":"A","yes_dollars_fp":[["0.40","1.00"]],"no_dollars_fp":[["0.45","2.00"]]}})).await;
+    client.await.unwrap().unwrap();
+    next_event(&mut rx, |e| {
+        matches!(e, WsEvent::Book(BookEvent::BookValid { .. }))
+    })
+    .await;
+    let b = h.books().book("A").unwrap();
+    assert_eq!(b.convention(), NoPriceConvention::YesScale);
+    assert_eq!(b.best_yes_ask().unwrap().price.to_dollars(), "0.4500");
+    assert_eq!(b.best_no_bid().unwrap().price.to_dollars(), "0.5500");
+    shutdown.cancel();
+    tokio::time::timeout(LIMIT, task).await.unwrap().unwrap();
+}

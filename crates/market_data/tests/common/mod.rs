@@ -24,7 +24,10 @@ pub fn test_signer() -> (Signer, rsa::RsaPublicKey) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
     let key = RsaPrivateKey::new(&mut rng, 1024).expect("generate key");
     let public = key.to_public_key();
-    (Signer::new(ApiKeyId::new("test-key"), &PrivateKey::from_rsa(key)), public)
+    (
+        Signer::new(ApiKeyId::new("test-key"), &PrivateKey::from_rsa(key)),
+        public,
+    )
 }
 
 /// Checks the three Kalshi auth headers for `method path`.
