@@ -436,10 +436,9 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// Ids: separate spaces for orders, trades, fills and markets.
+/// Ids: separate spaces for orders, trades and markets.
 const ID_ORDER: u64 = 1;
 const ID_TRADE: u64 = 2;
-const ID_FILL: u64 = 3;
 const ID_MARKET: u64 = 4;
 
 impl Engine {
@@ -1327,7 +1326,8 @@ impl Engine {
                 let post = self.positions[&(acct, idx)].position;
                 self.fills.push(Fill {
                     seq: self.fill_seq,
-                    fill_id: naming::uuid_like(self.cfg.seed, ID_FILL, self.fill_seq),
+                    // Kalshi: fill_id = trade_id (unique per account and trade).
+                    fill_id: trade_id.clone(),
                     trade_id: trade_id.clone(),
                     order_id,
                     account: acct,
