@@ -15,7 +15,7 @@ use axum::Router;
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use serde_json::{json, Value};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
 use super::rest::{authenticate, ApiError};
 use super::{Batch, Shared, WS_PATH};
@@ -106,6 +106,9 @@ impl Sub {
 
 struct Conn {
     shared: Arc<Shared>,
+    events: broadcast::Receiver<Arc<Batch>>,
+    /// A batch read ahead while catching up to a snapshot, delivered next.
+    held: Option<Arc<Batch>>,
     account: AccountId,
     user_id: String,
     subs: BTreeMap<u64, Sub>,
@@ -138,6 +141,8 @@ fn selector(params: &Value) -> Option<Vec<String>> {
 impl Conn {
     fn new(shared: Arc<Shared>, account: AccountId, user_id: String) -> Conn {
         Conn {
+            events: shared.tx.subscribe(),
+            held: None,
             shared,
             account,
             user_id,
@@ -149,7 +154,6 @@ impl Conn {
 
     async fn run(mut self, socket: WebSocket) {
         let (mut tx, mut rx) = socket.split();
-        let mut events = self.shared.tx.subscribe();
         let mut drop_rx = self.shared.faults.drop_rx();
         drop_rx.borrow_and_update();
         let mut pause_rx = self.shared.faults.pause_rx();
@@ -158,19 +162,16 @@ impl Conn {
         let every = self.shared.ws.ping_interval;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
+            if let Some(b) = self.held.take() {
+                if !paused {
+                    self.deliver(&b);
+                } else {
+                    self.held = Some(b);
+                }
+            }
             tokio::select! {
-                m = rx.next() => match m {
-                    Some(Ok(Message::Text(t))) => self.command(t.as_str()),
-                    Some(Ok(Message::Binary(b))) => self.command(&String::from_utf8_lossy(&b)),
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                    Some(Ok(_)) => {}
-                },
-                b = events.recv(), if !paused => match b {
-                    Ok(batch) => self.deliver(&batch),
-                    Err(RecvError::Lagged(n)) => self.overflow(n),
-                    Err(RecvError::Closed) => break,
-                },
-                _ = ping.tick() => self.out.push(Message::Ping(axum::body::Bytes::from_static(b"heartbeat"))),
+                // Control first, then commands, then the event stream.
+                biased;
                 r = drop_rx.changed() => {
                     if r.is_ok() {
                         // Abrupt: no close frame, the TCP connection just goes away.
@@ -179,15 +180,27 @@ impl Conn {
                         return;
                     }
                 }
+                _ = async { let _ = shutdown.wait_for(|s| *s).await; } => {
+                    let _ = tx.send(Message::Close(None)).await;
+                    break;
+                }
                 r = pause_rx.changed() => {
                     if r.is_ok() {
                         paused = *pause_rx.borrow_and_update();
                     }
                 }
-                _ = async { let _ = shutdown.wait_for(|s| *s).await; } => {
-                    let _ = tx.send(Message::Close(None)).await;
-                    break;
-                }
+                m = rx.next() => match m {
+                    Some(Ok(Message::Text(t))) => self.command(t.as_str()),
+                    Some(Ok(Message::Binary(b))) => self.command(&String::from_utf8_lossy(&b)),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                },
+                b = self.events.recv(), if !paused && self.held.is_none() => match b {
+                    Ok(batch) => self.deliver(&batch),
+                    Err(RecvError::Lagged(n)) => self.overflow(n),
+                    Err(RecvError::Closed) => break,
+                },
+                _ = ping.tick() => self.out.push(Message::Ping(axum::body::Bytes::from_static(b"heartbeat"))),
             }
             for m in self.out.drain(..) {
                 if tx.feed(m).await.is_err() {
@@ -383,6 +396,9 @@ impl Conn {
                 })
                 .collect::<Vec<_>>()
         });
+        // Everything sent up to the snapshot goes out first, so the snapshot sits in the
+        // sequence exactly where the book it shows was.
+        self.catch_up(batch_no);
         for (t, market_id, yes, no) in books {
             let Some(sub) = self.subs.get_mut(&sid) else {
                 return;
@@ -391,6 +407,28 @@ impl Conn {
             sub.market_ids.insert(t.clone(), market_id.clone());
             let msg = wire::WsSnapshot::new(&t, &market_id, &yes, &no, sub.use_yes_price);
             self.sequenced(sid, "orderbook_snapshot", &msg);
+        }
+    }
+
+    /// Delivers every batch numbered up to `upto` that is already queued.
+    fn catch_up(&mut self, upto: u64) {
+        if let Some(b) = self.held.take() {
+            if b.no > upto {
+                self.held = Some(b);
+                return;
+            }
+            self.deliver(&b);
+        }
+        loop {
+            match self.events.try_recv() {
+                Ok(b) if b.no <= upto => self.deliver(&b),
+                Ok(b) => {
+                    self.held = Some(b);
+                    return;
+                }
+                Err(TryRecvError::Lagged(n)) => self.overflow(n),
+                Err(_) => return,
+            }
         }
     }
 
