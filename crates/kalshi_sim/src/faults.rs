@@ -26,19 +26,36 @@ pub enum Fault {
     /// Close every WebSocket connection now, without a close frame.
     DropWsConnections,
     /// The next `count` sequenced WS messages jump one `seq` number (a gap).
-    SkipSeq { count: u32 },
+    SkipSeq {
+        count: u32,
+    },
     /// The next `count` sequenced WS messages are sent twice (same `seq`).
-    RepeatSeq { count: u32 },
+    RepeatSeq {
+        count: u32,
+    },
     /// The next `count` REST requests answer `status` (429 with Kalshi's rate-limit body,
     /// anything else with the error envelope).
-    HttpStatus { status: u16, count: u32 },
+    HttpStatus {
+        status: u16,
+        count: u32,
+    },
     /// Each of the next `count` REST requests answers `status` with probability `fraction`
     /// (drawn from the fault seed).
-    HttpStatusFraction { status: u16, fraction: f64, count: u32 },
+    HttpStatusFraction {
+        status: u16,
+        fraction: f64,
+        count: u32,
+    },
     /// The next `count` REST responses are delayed by `ms`.
-    Delay { ms: u64, count: u32 },
+    Delay {
+        ms: u64,
+        count: u32,
+    },
     /// The next `count` accepted order creations lose their response (the order exists).
-    LoseOrderResponse { count: u32, mode: LoseMode },
+    LoseOrderResponse {
+        count: u32,
+        mode: LoseMode,
+    },
     /// WS connections stop reading the event stream until [`Fault::ResumeWs`]: their queue
     /// overflows and they get error 25 (a slow consumer).
     PauseWs,
@@ -123,7 +140,9 @@ pub struct Faults {
 
 impl std::fmt::Debug for Faults {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Faults").field("stats", &self.stats()).finish()
+        f.debug_struct("Faults")
+            .field("stats", &self.stats())
+            .finish()
     }
 }
 
@@ -358,7 +377,15 @@ mod tests {
         assert_eq!(f.seq(), SeqFault::Repeat);
         assert_eq!(f.seq(), SeqFault::None);
         let s = f.stats();
-        assert_eq!((s.http_status_injected, s.seq_skipped, s.seq_repeated, s.injected), (2, 1, 1, 3));
+        assert_eq!(
+            (
+                s.http_status_injected,
+                s.seq_skipped,
+                s.seq_repeated,
+                s.injected
+            ),
+            (2, 1, 1, 3)
+        );
         f.inject(Fault::LoseOrderResponse {
             count: 1,
             mode: LoseMode::ServerError,
@@ -405,6 +432,9 @@ mod tests {
             mode: LoseMode::CloseConnection,
         })
         .unwrap();
-        assert_eq!(json, r#"{"kind":"lose_order_response","count":1,"mode":"close_connection"}"#);
+        assert_eq!(
+            json,
+            r#"{"kind":"lose_order_response","count":1,"mode":"close_connection"}"#
+        );
     }
 }

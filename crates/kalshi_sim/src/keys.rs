@@ -13,7 +13,8 @@ use rsa::RsaPublicKey;
 pub const PEM_FILE: &str = "kalshi_sim_key.pem";
 pub const ENV_FILE: &str = ".env";
 /// First line of a `.env` the simulator wrote; one without it is never overwritten.
-pub const ENV_MARKER: &str = "# written by kalshi_sim: throwaway credentials for the local simulator";
+pub const ENV_MARKER: &str =
+    "# written by kalshi_sim: throwaway credentials for the local simulator";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -45,7 +46,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
 pub fn generate() -> Result<(ApiKeyId, PrivateKey), KeyError> {
     use rand::RngCore;
     let mut rng = rand::thread_rng();
-    let key = rsa::RsaPrivateKey::new(&mut rng, 2048).map_err(|e| KeyError::Generate(e.to_string()))?;
+    let key =
+        rsa::RsaPrivateKey::new(&mut rng, 2048).map_err(|e| KeyError::Generate(e.to_string()))?;
     let id = crate::engine::naming::uuid_like(rng.next_u64(), 7, rng.next_u64());
     Ok((ApiKeyId::new(id), PrivateKey::from_rsa(key)))
 }
@@ -158,7 +160,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (_, key) = generate().unwrap();
         let p = dir.path().join("pub.pem");
-        std::fs::write(&p, key.public_key().to_public_key_pem(LineEnding::LF).unwrap()).unwrap();
+        std::fs::write(
+            &p,
+            key.public_key().to_public_key_pem(LineEnding::LF).unwrap(),
+        )
+        .unwrap();
         assert_eq!(load_public_key(&p).unwrap(), key.public_key());
         std::fs::write(&p, "junk").unwrap();
         let err = load_public_key(&p).unwrap_err().to_string();

@@ -1,6 +1,7 @@
 //! `kalshi_sim`: a local Kalshi-compatible exchange. Thin: parse flags, build a `SimConfig`,
 //! call the library, map the result to an exit code (0 ok, 2 error).
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -129,7 +130,7 @@ fn parse_fault(s: &str) -> anyhow::Result<ScheduledFault> {
         .trim()
         .parse()
         .with_context(|| format!("--fault {s:?}: {every:?} is not a number of seconds"))?;
-    if !(secs > 0.0) {
+    if !secs.is_finite() || secs <= 0.0 {
         bail!("--fault {s:?}: the period must be positive");
     }
     let fault = fault.trim();
@@ -152,10 +153,10 @@ fn parse_fault(s: &str) -> anyhow::Result<ScheduledFault> {
 }
 
 fn config(a: &ServeArgs) -> anyhow::Result<SimConfig> {
-    if !(a.market_seconds > 0.0) {
+    if !a.market_seconds.is_finite() || a.market_seconds <= 0.0 {
         bail!("--market-seconds must be positive");
     }
-    if !(a.speed > 0.0) {
+    if !a.speed.is_finite() || a.speed <= 0.0 {
         bail!("--speed must be positive");
     }
     let duration_ms = (a.market_seconds * 1000.0).round() as i64;
@@ -199,7 +200,11 @@ fn config(a: &ServeArgs) -> anyhow::Result<SimConfig> {
     cfg.rate_limit = if a.tier == "unlimited" {
         RateLimitConfig::unlimited()
     } else {
-        RateLimitConfig::tier(a.tier.parse::<Tier>().map_err(|e| anyhow::anyhow!("--tier: {e}"))?)
+        RateLimitConfig::tier(
+            a.tier
+                .parse::<Tier>()
+                .map_err(|e| anyhow::anyhow!("--tier: {e}"))?,
+        )
     };
     cfg.path = match &a.bars {
         Some(csv) => PathSpec::Bars { csv: csv.clone() },
@@ -209,7 +214,7 @@ fn config(a: &ServeArgs) -> anyhow::Result<SimConfig> {
             step_ms: 1000.min(duration_ms.max(1)),
         },
     };
-    if !(a.ping_seconds > 0.0) {
+    if !a.ping_seconds.is_finite() || a.ping_seconds <= 0.0 {
         bail!("--ping-seconds must be positive");
     }
     cfg.ws.ping_interval = Duration::from_secs_f64(a.ping_seconds);
@@ -220,7 +225,11 @@ fn config(a: &ServeArgs) -> anyhow::Result<SimConfig> {
             public_key,
         };
     }
-    cfg.fault_schedule = a.faults.iter().map(|f| parse_fault(f)).collect::<anyhow::Result<_>>()?;
+    cfg.fault_schedule = a
+        .faults
+        .iter()
+        .map(|f| parse_fault(f))
+        .collect::<anyhow::Result<_>>()?;
     Ok(cfg)
 }
 
@@ -230,16 +239,31 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         addr = %cfg.addr, series = %cfg.engine.series, market_ms = cfg.engine.market_duration_ms,
         speed = a.speed, seed = cfg.engine.seed, "starting"
     );
-    let sim = kalshi_sim::spawn(cfg).await.context("starting the simulator")?;
+    let sim = kalshi_sim::spawn(cfg)
+        .await
+        .context("starting the simulator")?;
     let addr = sim.addr();
     if let Some(f) = &a.addr_file {
         std::fs::write(f, format!("{addr}\n"))
             .with_context(|| format!("writing the address to {}", f.display()))?;
     }
-    println!("kalshi_sim listening: REST {} WebSocket {}", sim.rest_base(), sim.ws_url());
+    // Informational: a closed stdout must not stop the server.
+    let mut out = std::io::stdout();
+    let _ = writeln!(
+        out,
+        "kalshi_sim listening: REST {} WebSocket {}",
+        sim.rest_base(),
+        sim.ws_url()
+    );
     if let Some((env, pem)) = sim.key_files() {
-        println!("credentials: env_file {} pem_file {}", env.display(), pem.display());
+        let _ = writeln!(
+            out,
+            "credentials: env_file {} pem_file {}",
+            env.display(),
+            pem.display()
+        );
     }
+    let _ = out.flush();
     let stop = async {
         match a.duration {
             Some(s) => tokio::time::sleep(Duration::from_secs_f64(s.max(0.0))).await,

@@ -704,8 +704,8 @@ impl CreateOrderV2Request {
         let count = Count::parse(count_s)
             .map_err(|e| bad("count", format!("{count_s:?}: {e} (at most 2 decimals)")))?;
         let price_s = fixed_string("price", &self.price)?;
-        let price = Price::parse_dollars(price_s)
-            .map_err(|e| bad("price", format!("{price_s:?}: {e}")))?;
+        let price =
+            Price::parse_dollars(price_s).map_err(|e| bad("price", format!("{price_s:?}: {e}")))?;
         let time_in_force = match self.time_in_force.as_deref() {
             Some("fill_or_kill") => TimeInForce::FillOrKill,
             Some("good_till_canceled") => TimeInForce::GoodTillCanceled,
@@ -733,7 +733,10 @@ impl CreateOrderV2Request {
         };
         if let Some(i) = self.exchange_index {
             if i != 0 && i != -1 {
-                return Err(bad("exchange_index", format!("{i} is not a shard of this exchange")));
+                return Err(bad(
+                    "exchange_index",
+                    format!("{i} is not a shard of this exchange"),
+                ));
             }
         }
         if let Some(s) = self.subaccount {
@@ -1087,7 +1090,12 @@ impl WsMarketPosition {
 }
 
 /// `market_lifecycle_v2` msg.
-pub fn ws_lifecycle(kind: LifecycleKind, m: &MarketInfo, ts_ms: i64, determination_delay_ms: i64) -> serde_json::Value {
+pub fn ws_lifecycle(
+    kind: LifecycleKind,
+    m: &MarketInfo,
+    ts_ms: i64,
+    determination_delay_ms: i64,
+) -> serde_json::Value {
     use serde_json::json;
     let mut v = json!({
         "market_ticker": m.ticker.as_str(),
@@ -1123,7 +1131,10 @@ pub fn ws_lifecycle(kind: LifecycleKind, m: &MarketInfo, ts_ms: i64, determinati
         }
         LifecycleKind::MetadataUpdated => {
             o.insert("strike_type".into(), json!("greater_or_equal"));
-            o.insert("floor_strike".into(), json!(m.floor_strike_cents.map(strike_dollars)));
+            o.insert(
+                "floor_strike".into(),
+                json!(m.floor_strike_cents.map(strike_dollars)),
+            );
             o.insert("cap_strike".into(), serde_json::Value::Null);
             o.insert("yes_sub_title".into(), json!(m.yes_sub_title()));
         }
@@ -1131,7 +1142,10 @@ pub fn ws_lifecycle(kind: LifecycleKind, m: &MarketInfo, ts_ms: i64, determinati
             o.insert("close_ts".into(), json!(secs(m.close_ms)));
         }
         LifecycleKind::Determined => {
-            o.insert("result".into(), json!(m.result.map(|r| r.as_str()).unwrap_or("")));
+            o.insert(
+                "result".into(),
+                json!(m.result.map(|r| r.as_str()).unwrap_or("")),
+            );
             o.insert("determination_ts".into(), json!(secs(ts_ms)));
             o.insert(
                 "settlement_value".into(),
@@ -1179,7 +1193,11 @@ mod tests {
             ("count", serde_json::json!("1.001"), "count"),
             ("price", serde_json::json!("1.5"), "price"),
             ("time_in_force", serde_json::json!("gtt"), "time_in_force"),
-            ("self_trade_prevention_type", serde_json::Value::Null, "self_trade_prevention_type"),
+            (
+                "self_trade_prevention_type",
+                serde_json::Value::Null,
+                "self_trade_prevention_type",
+            ),
         ] {
             let mut b = base.clone();
             b[field] = value;
@@ -1195,7 +1213,13 @@ mod tests {
     fn snapshot_keys_and_yes_price_convention() {
         let p = |c| Price::from_cents(c).unwrap();
         let n = Count::from_contracts;
-        let s = WsSnapshot::new("A", "id", &[(p(40), n(3))], &[(p(55), n(2)), (p(58), n(1))], false);
+        let s = WsSnapshot::new(
+            "A",
+            "id",
+            &[(p(40), n(3))],
+            &[(p(55), n(2)), (p(58), n(1))],
+            false,
+        );
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["yes_dollars_fp"], serde_json::json!([["0.4000", "3.00"]]));
         assert_eq!(

@@ -3,14 +3,14 @@
 //!
 //! Identities checked (money is fixed-point, so every equality is exact):
 //! 1. At every checkpoint, for the exchange as a whole:
-//!    Σ initial cash = Σ cash (users, maker, noise trader) + fees collected
-//!                     + Σ over markets of open interest × $1 (collateral held for open pairs).
+//!    `Σ initial cash = Σ cash (users, maker, noise trader) + fees collected
+//!    + Σ over markets of open interest × $1` (the collateral held for open pairs).
 //! 2. Per market, Σ positions over all accounts = 0 (every contract has a counterparty), and
 //!    open interest = Σ of the long (YES) positions.
 //! 3. Users never hold negative cash nor reserve more than they have.
 //! 4. At the end, for each user, recomputed from its fills and settlements alone:
-//!    initial cash = final cash + fees paid + cost of trades − netting returns
-//!                   − settlement payouts,
+//!    `initial cash = final cash + fees paid + cost of trades − netting returns
+//!    − settlement payouts`,
 //!    where cost of trades = Σ fill count × the price of the leg bought (YES price for a
 //!    bid, 1 − YES price for an ask), netting returns = $1 per contract bought against an
 //!    opposite holding (replayed from the fills), payouts = Σ settlement revenue.
@@ -59,7 +59,11 @@ fn random_request(
     } else {
         others[rng.gen_range(0..others.len())]
     };
-    let side = if rng.gen_bool(0.5) { Side::Bid } else { Side::Ask };
+    let side = if rng.gen_bool(0.5) {
+        Side::Bid
+    } else {
+        Side::Ask
+    };
     let st = e.ticker_state(m.ticker.as_str()).unwrap();
     let anchor = match side {
         Side::Bid => st.yes_ask.map(|x| x.0),
@@ -150,7 +154,12 @@ fn check_exchange_invariants(e: &Engine, users: &[AccountId], when: i64) {
     for m in e.markets() {
         let positions = e.positions_in(m.ticker.as_str());
         let sum: Count = positions.iter().map(|(_, p)| p.position).sum();
-        assert_eq!(sum, Count::ZERO, "{}: positions do not net to zero at {when}", m.ticker);
+        assert_eq!(
+            sum,
+            Count::ZERO,
+            "{}: positions do not net to zero at {when}",
+            m.ticker
+        );
         let longs: Count = positions
             .iter()
             .map(|(_, p)| p.position.max(Count::ZERO))
@@ -166,7 +175,11 @@ fn check_exchange_invariants(e: &Engine, users: &[AccountId], when: i64) {
     );
     for u in users {
         let a = e.account(*u).unwrap();
-        assert!(a.cash >= Money::ZERO, "user {u:?} cash {} at {when}", a.cash);
+        assert!(
+            a.cash >= Money::ZERO,
+            "user {u:?} cash {} at {when}",
+            a.cash
+        );
         assert!(
             a.reserved >= Money::ZERO && a.cash >= a.reserved,
             "user {u:?} reserved {} of {} at {when}",
@@ -194,7 +207,8 @@ fn a_generated_day_balances_to_the_cent() {
     };
     let path = RandomWalk::new(cfg.seed, START, 95_000.0, 9e-5, 1000);
     let mut e = Engine::new(cfg, Box::new(path));
-    let balances = [5_000_00i64, 5_000_00, 2_000_00, 50_00];
+    // Cents: $5,000, $5,000, $2,000 and $50 (the last one runs out).
+    let balances = [500_000i64, 500_000, 200_000, 5_000];
     let users: Vec<AccountId> = balances
         .iter()
         .map(|c| e.add_user(Money::from_cents(*c)))
@@ -255,8 +269,18 @@ fn a_generated_day_balances_to_the_cent() {
     eprintln!("{tally:?}; {events} events");
 
     // Every kind of order was placed and every refusal happened.
-    for k in ["gtc", "gtc_post_only", "gtc_expiring", "ioc", "ioc_reduce_only", "fok"] {
-        assert!(tally.placed.get(k).copied().unwrap_or(0) > 0, "no {k} order placed: {tally:?}");
+    for k in [
+        "gtc",
+        "gtc_post_only",
+        "gtc_expiring",
+        "ioc",
+        "ioc_reduce_only",
+        "fok",
+    ] {
+        assert!(
+            tally.placed.get(k).copied().unwrap_or(0) > 0,
+            "no {k} order placed: {tally:?}"
+        );
     }
     for k in [
         "market_inactive",
@@ -265,15 +289,15 @@ fn a_generated_day_balances_to_the_cent() {
         "duplicate_client_order_id",
         "insufficient_balance",
     ] {
-        assert!(tally.rejected.get(k).copied().unwrap_or(0) > 0, "no {k} refusal: {tally:?}");
+        assert!(
+            tally.rejected.get(k).copied().unwrap_or(0) > 0,
+            "no {k} refusal: {tally:?}"
+        );
     }
     assert!(tally.cancels > 0 && tally.cancel_alls > 0);
 
     // 5. Markets all finalized with the right result; nothing left anywhere.
-    let finalized: Vec<&MarketInfo> = e
-        .markets()
-        .filter(|m| m.close_ms <= end)
-        .collect();
+    let finalized: Vec<&MarketInfo> = e.markets().filter(|m| m.close_ms <= end).collect();
     assert_eq!(finalized.len(), markets as usize);
     let mut results = BTreeMap::new();
     for m in &finalized {
@@ -285,16 +309,34 @@ fn a_generated_day_balances_to_the_cent() {
         };
         assert_eq!(m.result, Some(want), "{}", m.ticker);
         *results.entry(want.as_str()).or_insert(0) += 1;
-        assert!(e.resting_orders(m.ticker.as_str()).is_empty(), "{}", m.ticker);
+        assert!(
+            e.resting_orders(m.ticker.as_str()).is_empty(),
+            "{}",
+            m.ticker
+        );
         for (acct, p) in e.positions_in(m.ticker.as_str()) {
-            assert!(p.position.is_zero() && p.basis == Money::ZERO, "{acct:?} {}", m.ticker);
+            assert!(
+                p.position.is_zero() && p.basis == Money::ZERO,
+                "{acct:?} {}",
+                m.ticker
+            );
         }
-        assert_eq!(e.ticker_state(m.ticker.as_str()).unwrap().open_interest, Count::ZERO);
+        assert_eq!(
+            e.ticker_state(m.ticker.as_str()).unwrap().open_interest,
+            Count::ZERO
+        );
     }
-    assert!(results.len() == 2, "both results occur over a day: {results:?}");
+    assert!(
+        results.len() == 2,
+        "both results occur over a day: {results:?}"
+    );
     for m in e.markets() {
         if m.status != MarketStatus::Active {
-            assert!(e.resting_orders(m.ticker.as_str()).is_empty(), "{}", m.ticker);
+            assert!(
+                e.resting_orders(m.ticker.as_str()).is_empty(),
+                "{}",
+                m.ticker
+            );
         }
     }
 
@@ -342,14 +384,29 @@ fn a_generated_day_balances_to_the_cent() {
             "user {u:?}: initial = final + fees + cost of trades − netting − payouts"
         );
         // The engine's own ledger agrees with the recomputation.
-        assert_eq!((a.fees_paid, a.trade_costs, a.netting_credits, a.payouts), (fees, cost, netting, payouts));
+        assert_eq!(
+            (a.fees_paid, a.trade_costs, a.netting_credits, a.payouts),
+            (fees, cost, netting, payouts)
+        );
         assert_eq!(a.reserved, Money::ZERO, "nothing rests at the end");
         for o in e.orders_of(*u) {
             assert!(!o.is_live(), "order {} still resting", o.id);
-            let f = fees_by_order.get(o.id.as_str()).copied().unwrap_or(Money::ZERO);
+            let f = fees_by_order
+                .get(o.id.as_str())
+                .copied()
+                .unwrap_or(Money::ZERO);
             assert_eq!(o.fees(), f, "order {} fees", o.id);
-            assert_eq!(o.fees(), o.fee_raw_cum.ceil_to_cent(), "accumulator of {}", o.id);
-            assert!(o.remaining.is_zero() && o.filled <= o.initial, "order {} counts", o.id);
+            assert_eq!(
+                o.fees(),
+                o.fee_raw_cum.ceil_to_cent(),
+                "accumulator of {}",
+                o.id
+            );
+            assert!(
+                o.remaining.is_zero() && o.filled <= o.initial,
+                "order {} counts",
+                o.id
+            );
         }
         total_user_fees += fees;
     }

@@ -36,9 +36,19 @@ fn python() -> Option<PathBuf> {
                 .arg(&dir)
                 .output()
                 .expect("run python3 -m venv");
-            assert!(out.status.success(), "python3 -m venv failed: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "python3 -m venv failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let out = Command::new(&py)
-                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
                 .args(PACKAGES)
                 .output()
                 .expect("run pip");
@@ -56,12 +66,23 @@ fn python() -> Option<PathBuf> {
 }
 
 fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/py")
+        .join(name)
 }
 
 fn write_pem(dir: &Path, name: &str, n: u64) -> PathBuf {
     let p = dir.join(name);
-    std::fs::write(&p, key(n).1.rsa().to_pkcs1_pem(LineEnding::LF).unwrap().as_bytes()).unwrap();
+    std::fs::write(
+        &p,
+        key(n)
+            .1
+            .rsa()
+            .to_pkcs1_pem(LineEnding::LF)
+            .unwrap()
+            .as_bytes(),
+    )
+    .unwrap();
     p
 }
 
@@ -78,7 +99,8 @@ async fn run(py: &Path, args: Vec<String>) -> Value {
         String::from_utf8_lossy(&out.stderr),
         String::from_utf8_lossy(&out.stdout)
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,7 +130,10 @@ async fn python_requests_client_authenticates_like_kalshis_starter_code() {
     assert_eq!(v["query_status"], 200, "the query string is not signed");
     assert_eq!(v["wrong_status"], 401);
     assert_eq!(v["wrong_body"]["error"]["code"], "authentication_error");
-    assert!(v["wrong_body"]["error"]["details"].as_str().unwrap().ends_with("INCORRECT_API_KEY_SIGNATURE"));
+    assert!(v["wrong_body"]["error"]["details"]
+        .as_str()
+        .unwrap()
+        .ends_with("INCORRECT_API_KEY_SIGNATURE"));
     assert_eq!(v["unsigned_status"], 401);
     assert_eq!(v["order_status"], 201, "{v}");
     assert_eq!(v["order_body"]["client_order_id"], "py-1");

@@ -55,12 +55,21 @@ async fn public_market_data_has_kalshis_shapes() {
     assert_eq!(m["status"], "active");
     assert_eq!(v["cursor"], "");
     for k in [
-        "yes_bid_dollars", "yes_ask_dollars", "no_bid_dollars", "no_ask_dollars", "last_price_dollars",
+        "yes_bid_dollars",
+        "yes_ask_dollars",
+        "no_bid_dollars",
+        "no_ask_dollars",
+        "last_price_dollars",
         "notional_value_dollars",
     ] {
         pipeline::money::Price::parse_dollars(s(&m[k])).unwrap_or_else(|e| panic!("{k}: {e}"));
     }
-    for k in ["volume_fp", "open_interest_fp", "yes_bid_size_fp", "yes_ask_size_fp"] {
+    for k in [
+        "volume_fp",
+        "open_interest_fp",
+        "yes_bid_size_fp",
+        "yes_ask_size_fp",
+    ] {
         pipeline::money::Count::parse(s(&m[k])).unwrap_or_else(|e| panic!("{k}: {e}"));
     }
     assert_eq!(m["strike_type"], "greater_or_equal");
@@ -91,27 +100,55 @@ async fn public_market_data_has_kalshis_shapes() {
     let ob = &v["orderbook_fp"];
     check_levels(&ob["yes_dollars"]);
     check_levels(&ob["no_dollars"]);
-    assert_eq!(ob["yes_dollars"].as_array().unwrap().len(), 5, "five maker levels");
+    assert_eq!(
+        ob["yes_dollars"].as_array().unwrap().len(),
+        5,
+        "five maker levels"
+    );
     // Best YES bid < best YES ask = 1 − best NO bid.
-    let best_yes = pipeline::money::Price::parse_dollars(s(ob["yes_dollars"].as_array().unwrap().last().unwrap().get(0).unwrap())).unwrap();
-    let best_no = pipeline::money::Price::parse_dollars(s(ob["no_dollars"].as_array().unwrap().last().unwrap().get(0).unwrap())).unwrap();
+    let best_yes = pipeline::money::Price::parse_dollars(s(ob["yes_dollars"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .get(0)
+        .unwrap()))
+    .unwrap();
+    let best_no = pipeline::money::Price::parse_dollars(s(ob["no_dollars"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .get(0)
+        .unwrap()))
+    .unwrap();
     assert!(best_yes < best_no.complement());
     let (_, v) = c.get(&format!("/markets/{t}/orderbook?depth=2")).await;
-    assert_eq!(v["orderbook_fp"]["yes_dollars"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        v["orderbook_fp"]["yes_dollars"].as_array().unwrap().len(),
+        2
+    );
     assert_eq!(
         v["orderbook_fp"]["yes_dollars"].as_array().unwrap().last(),
         ob["yes_dollars"].as_array().unwrap().last(),
         "depth keeps the best levels"
     );
-    assert_eq!(c.get(&format!("/markets/{t}/orderbook?depth=101")).await.0, 400);
+    assert_eq!(
+        c.get(&format!("/markets/{t}/orderbook?depth=101")).await.0,
+        400
+    );
 
     let next = sim.handle().markets()[1].ticker.to_string();
-    let (st, v) = c.get(&format!("/markets/orderbooks?tickers={t}&tickers={next}")).await;
+    let (st, v) = c
+        .get(&format!("/markets/orderbooks?tickers={t}&tickers={next}"))
+        .await;
     assert_eq!(st, 200);
     assert_eq!(v["orderbooks"][0]["ticker"], t.as_str());
     assert_eq!(v["orderbooks"][1]["ticker"], next.as_str());
 
-    let (st, v) = c.get("/events?series_ticker=KXBTC15M&with_nested_markets=true&status=open").await;
+    let (st, v) = c
+        .get("/events?series_ticker=KXBTC15M&with_nested_markets=true&status=open")
+        .await;
     assert_eq!(st, 200);
     assert_eq!(v["events"].as_array().unwrap().len(), 1);
     assert_eq!(v["events"][0]["markets"][0]["ticker"], t.as_str());
@@ -137,7 +174,10 @@ async fn public_market_data_has_kalshis_shapes() {
     assert_eq!(r.status(), 301);
     assert_eq!(r.headers()["location"], "/trade-api/v2/markets");
     let (st, v) = c.get("/no/such/thing").await;
-    assert_eq!((st, s(&v["error"]["code"])), (StatusCode::NOT_FOUND, "not_found"));
+    assert_eq!(
+        (st, s(&v["error"]["code"])),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
     sim.shutdown().await;
 }
 
@@ -182,13 +222,22 @@ async fn cursor_pagination_over_several_pages() {
     // Status filter and pagination together.
     let (_, v) = c.get("/markets?status=settled&limit=5").await;
     assert_eq!(v["markets"].as_array().unwrap().len(), 5);
-    assert!(v["markets"].as_array().unwrap().iter().all(|m| m["status"] == "finalized" && m["result"] != ""));
+    assert!(v["markets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["status"] == "finalized" && m["result"] != ""));
     // Trades, newest first, across pages.
     let (_, first) = c.get("/markets/trades?limit=50").await;
     let trades = first["trades"].as_array().unwrap();
     assert_eq!(trades.len(), 50);
     let mut all = trades.clone();
-    let (_, second) = c.get(&format!("/markets/trades?limit=50&cursor={}", s(&first["cursor"]))).await;
+    let (_, second) = c
+        .get(&format!(
+            "/markets/trades?limit=50&cursor={}",
+            s(&first["cursor"])
+        ))
+        .await;
     all.extend(second["trades"].as_array().unwrap().iter().cloned());
     let times: Vec<chrono::DateTime<chrono::FixedOffset>> = all
         .iter()
@@ -233,19 +282,41 @@ async fn rate_limit_answers_429_when_the_bucket_is_empty() {
         .unwrap();
     assert_eq!(r.status(), 429);
     assert!(r.headers().get("retry-after").is_none(), "no Retry-After");
-    assert!(r.headers().keys().all(|k| !k.as_str().starts_with("x-ratelimit")));
+    assert!(r
+        .headers()
+        .keys()
+        .all(|k| !k.as_str().starts_with("x-ratelimit")));
     let body: Value = r.json().await.unwrap();
     assert_eq!(body, json!({"error": "too many requests"}));
     // The write bucket is separate: a cancel (2 tokens) still works, then it empties too.
     let t = active_ticker(&sim);
-    let (st, v) = c.spost("/portfolio/events/orders", &order(&t, "bid", "0.0100", "1.00", "good_till_canceled")).await;
+    let (st, v) = c
+        .spost(
+            "/portfolio/events/orders",
+            &order(&t, "bid", "0.0100", "1.00", "good_till_canceled"),
+        )
+        .await;
     assert_eq!(st, 201, "{v}");
     let id = s(&v["order_id"]).to_string();
-    assert_eq!(c.sdelete(&format!("/portfolio/events/orders/{id}"), None).await.0, 200);
-    assert_eq!(c.spost("/portfolio/events/orders", &order(&t, "bid", "0.0100", "1.00", "good_till_canceled")).await.0, 429);
+    assert_eq!(
+        c.sdelete(&format!("/portfolio/events/orders/{id}"), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        c.spost(
+            "/portfolio/events/orders",
+            &order(&t, "bid", "0.0100", "1.00", "good_till_canceled")
+        )
+        .await
+        .0,
+        429
+    );
     // Another key has its own buckets.
     let (id1, k1) = key(1);
-    sim.handle().add_user(&id1, k1.public_key(), Money::from_cents(100_00));
+    sim.handle()
+        .add_user(&id1, k1.public_key(), Money::from_cents(10_000));
     assert_eq!(Client::new(&sim, 1).sget("/portfolio/balance").await.0, 200);
     assert!(sim.handle().fault_stats().rate_limited >= 2);
     sim.shutdown().await;
@@ -273,7 +344,13 @@ async fn authentication_is_kalshis() {
     // No headers at all; an unknown key.
     assert_eq!(c.get("/portfolio/balance").await.0, 401);
     let (id2, k2) = key(2);
-    assert_eq!(Client::for_key(&sim, id2, &k2).sget("/portfolio/positions").await.0, 401);
+    assert_eq!(
+        Client::for_key(&sim, id2, &k2)
+            .sget("/portfolio/positions")
+            .await
+            .0,
+        401
+    );
     // Signing the path without the prefix (a classic mistake) fails.
     let h = c.signer.headers("GET", "/portfolio/balance");
     let mut rb = c.http.get(format!("{}/portfolio/balance", sim.rest_base()));
@@ -294,7 +371,7 @@ async fn orders_match_against_a_maker_with_kalshis_fees() {
     let sim = start(|c| c.engine.maker.enabled = false).await;
     let h = sim.handle();
     let (id1, k1) = key(1);
-    h.add_user(&id1, k1.public_key(), Money::from_cents(1_000_00));
+    h.add_user(&id1, k1.public_key(), Money::from_cents(100_000));
     let taker = Client::new(&sim, 0);
     let maker = Client::new(&sim, 1);
     let t = active_ticker(&sim);
@@ -304,11 +381,17 @@ async fn orders_match_against_a_maker_with_kalshis_fees() {
     body["client_order_id"] = json!("mk-1");
     let (st, v) = maker.spost("/portfolio/events/orders", &body).await;
     assert_eq!(st, 201, "{v}");
-    assert_eq!((s(&v["fill_count"]), s(&v["remaining_count"])), ("0.00", "10.00"));
+    assert_eq!(
+        (s(&v["fill_count"]), s(&v["remaining_count"])),
+        ("0.00", "10.00")
+    );
     assert!(v.get("average_fill_price").is_none());
     let maker_order = s(&v["order_id"]).to_string();
     let (_, book) = taker.get(&format!("/markets/{t}/orderbook")).await;
-    assert_eq!(book["orderbook_fp"]["no_dollars"], json!([["0.5000", "10.00"]]));
+    assert_eq!(
+        book["orderbook_fp"]["no_dollars"],
+        json!([["0.5000", "10.00"]])
+    );
 
     // The taker buys 10 YES at 0.50: fee ceil(0.07 × 10 × 0.25) = $0.18.
     let mut body = order(&t, "bid", "0.5000", "10.00", "fill_or_kill");
@@ -316,27 +399,62 @@ async fn orders_match_against_a_maker_with_kalshis_fees() {
     let (st, v) = taker.spost("/portfolio/events/orders", &body).await;
     assert_eq!(st, 201, "{v}");
     assert_eq!(v["client_order_id"], "tk-1");
-    assert_eq!((s(&v["fill_count"]), s(&v["remaining_count"])), ("10.00", "0.00"));
+    assert_eq!(
+        (s(&v["fill_count"]), s(&v["remaining_count"])),
+        ("10.00", "0.00")
+    );
     assert_eq!(v["average_fill_price"], "0.5000");
     assert_eq!(v["average_fee_paid"], "0.0180");
     assert!(v["ts_ms"].as_i64().unwrap() > common::START);
 
     let (_, f) = taker.sget("/portfolio/fills").await;
     let fill = &f["fills"][0];
-    assert_eq!((s(&fill["fee_cost"]), s(&fill["count_fp"]), s(&fill["yes_price_dollars"])), ("0.1800", "10.00", "0.5000"));
-    assert_eq!((fill["is_taker"].as_bool(), s(&fill["outcome_side"]), s(&fill["book_side"])), (Some(true), "yes", "bid"));
+    assert_eq!(
+        (
+            s(&fill["fee_cost"]),
+            s(&fill["count_fp"]),
+            s(&fill["yes_price_dollars"])
+        ),
+        ("0.1800", "10.00", "0.5000")
+    );
+    assert_eq!(
+        (
+            fill["is_taker"].as_bool(),
+            s(&fill["outcome_side"]),
+            s(&fill["book_side"])
+        ),
+        (Some(true), "yes", "bid")
+    );
     assert_eq!(fill["trade_id"], fill["fill_id"]);
     let (_, b) = taker.sget("/portfolio/balance").await;
     assert_eq!(b["balance_dollars"], "9994.8200");
     assert_eq!(b["balance"], 999_482);
     let (_, p) = taker.sget("/portfolio/positions").await;
     let mp = &p["market_positions"][0];
-    assert_eq!((s(&mp["position_fp"]), s(&mp["market_exposure_dollars"]), s(&mp["fees_paid_dollars"])), ("10.00", "5.0000", "0.1800"));
+    assert_eq!(
+        (
+            s(&mp["position_fp"]),
+            s(&mp["market_exposure_dollars"]),
+            s(&mp["fees_paid_dollars"])
+        ),
+        ("10.00", "5.0000", "0.1800")
+    );
     assert_eq!(p["event_positions"].as_array().unwrap().len(), 1);
     // Quadratic fee type: the maker pays none.
-    let (_, o) = maker.sget(&format!("/portfolio/orders/{maker_order}")).await;
-    assert_eq!((s(&o["order"]["status"]), s(&o["order"]["maker_fees_dollars"])), ("executed", "0.0000"));
-    assert_eq!((s(&o["order"]["outcome_side"]), s(&o["order"]["book_side"])), ("no", "ask"));
+    let (_, o) = maker
+        .sget(&format!("/portfolio/orders/{maker_order}"))
+        .await;
+    assert_eq!(
+        (
+            s(&o["order"]["status"]),
+            s(&o["order"]["maker_fees_dollars"])
+        ),
+        ("executed", "0.0000")
+    );
+    assert_eq!(
+        (s(&o["order"]["outcome_side"]), s(&o["order"]["book_side"])),
+        ("no", "ask")
+    );
     let (_, mp) = maker.sget("/portfolio/positions").await;
     assert_eq!(mp["market_positions"][0]["position_fp"], "-10.00");
     // Public trade.
@@ -345,59 +463,135 @@ async fn orders_match_against_a_maker_with_kalshis_fees() {
     assert_eq!(tr["trades"][0]["count_fp"], "10.00");
 
     // Validation, through the wire.
-    let (st, v) = taker.spost("/portfolio/events/orders", &order(&t, "bid", "0.5050", "1.00", "good_till_canceled")).await;
-    assert_eq!((st.as_u16(), s(&v["error"]["code"])), (400, "invalid_order"));
-    let (st, v) = taker.spost("/portfolio/events/orders", &order(&t, "bid", "0.50", "0.001", "good_till_canceled")).await;
+    let (st, v) = taker
+        .spost(
+            "/portfolio/events/orders",
+            &order(&t, "bid", "0.5050", "1.00", "good_till_canceled"),
+        )
+        .await;
+    assert_eq!(
+        (st.as_u16(), s(&v["error"]["code"])),
+        (400, "invalid_order")
+    );
+    let (st, v) = taker
+        .spost(
+            "/portfolio/events/orders",
+            &order(&t, "bid", "0.50", "0.001", "good_till_canceled"),
+        )
+        .await;
     assert_eq!(st, 400);
     assert!(s(&v["error"]["details"]).starts_with("count"), "{v}");
     let mut no_stp = order(&t, "bid", "0.40", "1.00", "good_till_canceled");
-    no_stp.as_object_mut().unwrap().remove("self_trade_prevention_type");
+    no_stp
+        .as_object_mut()
+        .unwrap()
+        .remove("self_trade_prevention_type");
     let (st, v) = taker.spost("/portfolio/events/orders", &no_stp).await;
     assert_eq!(st, 400);
-    assert!(s(&v["error"]["details"]).contains("self_trade_prevention_type"), "{v}");
+    assert!(
+        s(&v["error"]["details"]).contains("self_trade_prevention_type"),
+        "{v}"
+    );
     let mut gtc = order(&t, "bid", "0.40", "1.00", "good_till_canceled");
     gtc["client_order_id"] = json!("dup");
     assert_eq!(taker.spost("/portfolio/events/orders", &gtc).await.0, 201);
     assert_eq!(taker.spost("/portfolio/events/orders", &gtc).await.0, 409);
-    maker.spost("/portfolio/events/orders", &order(&t, "ask", "0.45", "1.00", "good_till_canceled")).await;
+    maker
+        .spost(
+            "/portfolio/events/orders",
+            &order(&t, "ask", "0.45", "1.00", "good_till_canceled"),
+        )
+        .await;
     let mut po = order(&t, "bid", "0.45", "1.00", "good_till_canceled");
     po["post_only"] = json!(true);
     let (st, v) = taker.spost("/portfolio/events/orders", &po).await;
-    assert_eq!((st.as_u16(), s(&v["error"]["details"])), (400, "post only cross"));
-    let (st, v) = taker.spost("/portfolio/events/orders", &order(&t, "bid", "0.50", "100000.00", "good_till_canceled")).await;
-    assert_eq!((st.as_u16(), s(&v["error"]["code"])), (400, "insufficient_balance"));
+    assert_eq!(
+        (st.as_u16(), s(&v["error"]["details"])),
+        (400, "post only cross")
+    );
+    let (st, v) = taker
+        .spost(
+            "/portfolio/events/orders",
+            &order(&t, "bid", "0.50", "100000.00", "good_till_canceled"),
+        )
+        .await;
+    assert_eq!(
+        (st.as_u16(), s(&v["error"]["code"])),
+        (400, "insufficient_balance")
+    );
     let next = h.markets()[1].ticker.to_string();
-    let (st, v) = taker.spost("/portfolio/events/orders", &order(&next, "bid", "0.50", "1.00", "good_till_canceled")).await;
-    assert_eq!((st.as_u16(), s(&v["error"]["details"])), (400, "MARKET_INACTIVE"));
-    assert_eq!(taker.spost("/portfolio/orders", &json!({})).await.0, 410, "legacy create is gone");
+    let (st, v) = taker
+        .spost(
+            "/portfolio/events/orders",
+            &order(&next, "bid", "0.50", "1.00", "good_till_canceled"),
+        )
+        .await;
+    assert_eq!(
+        (st.as_u16(), s(&v["error"]["details"])),
+        (400, "MARKET_INACTIVE")
+    );
+    assert_eq!(
+        taker.spost("/portfolio/orders", &json!({})).await.0,
+        410,
+        "legacy create is gone"
+    );
 
     // Cancel, batch, cancel all.
     let (_, list) = taker.sget("/portfolio/orders?status=resting").await;
     let resting = s(&list["orders"][0]["order_id"]).to_string();
-    let (st, v) = taker.sdelete(&format!("/portfolio/events/orders/{resting}"), None).await;
-    assert_eq!((st.as_u16(), s(&v["reduced_by"]), s(&v["client_order_id"])), (200, "1.00", "dup"));
-    assert_eq!(taker.sdelete(&format!("/portfolio/events/orders/{resting}"), None).await.0, 404);
+    let (st, v) = taker
+        .sdelete(&format!("/portfolio/events/orders/{resting}"), None)
+        .await;
+    assert_eq!(
+        (st.as_u16(), s(&v["reduced_by"]), s(&v["client_order_id"])),
+        (200, "1.00", "dup")
+    );
+    assert_eq!(
+        taker
+            .sdelete(&format!("/portfolio/events/orders/{resting}"), None)
+            .await
+            .0,
+        404
+    );
     let batch = json!({"orders": [
         order(&t, "bid", "0.10", "1.00", "good_till_canceled"),
         order(&t, "bid", "0.11", "2.00", "good_till_canceled"),
         order(&t, "bid", "1.10", "2.00", "good_till_canceled"),
     ]});
-    let (st, v) = taker.spost("/portfolio/events/orders/batched", &batch).await;
+    let (st, v) = taker
+        .spost("/portfolio/events/orders/batched", &batch)
+        .await;
     assert_eq!(st, 201, "{v}");
     let items = v["orders"].as_array().unwrap();
     assert_eq!(items.len(), 3);
     assert!(items[0]["order_id"].is_string() && items[2]["error"]["code"].is_string());
-    let ids: Vec<Value> = items[..2].iter().map(|i| json!({"order_id": i["order_id"]})).collect();
-    let (st, v) = taker.sdelete("/portfolio/events/orders/batched", Some(&json!({"orders": ids}))).await;
+    let ids: Vec<Value> = items[..2]
+        .iter()
+        .map(|i| json!({"order_id": i["order_id"]}))
+        .collect();
+    let (st, v) = taker
+        .sdelete(
+            "/portfolio/events/orders/batched",
+            Some(&json!({"orders": ids})),
+        )
+        .await;
     assert_eq!(st, 200);
     assert_eq!(v["orders"][1]["reduced_by"], "2.00");
-    taker.spost("/portfolio/events/orders", &order(&t, "bid", "0.12", "1.00", "good_till_canceled")).await;
+    taker
+        .spost(
+            "/portfolio/events/orders",
+            &order(&t, "bid", "0.12", "1.00", "good_till_canceled"),
+        )
+        .await;
     let (st, _) = taker.sdelete("/portfolio/events/orders", None).await;
     assert_eq!(st, 204);
     let (_, list) = taker.sget("/portfolio/orders?status=resting").await;
     assert!(list["orders"].as_array().unwrap().is_empty());
     let (_, b) = taker.sget("/portfolio/balance").await;
-    assert_eq!(b["balance_dollars"], "9994.8200", "nothing reserved any more");
+    assert_eq!(
+        b["balance_dollars"], "9994.8200",
+        "nothing reserved any more"
+    );
     sim.shutdown().await;
 }
 
@@ -410,19 +604,31 @@ async fn settlement_and_the_historical_tier() {
     .await;
     let h = sim.handle();
     let (id1, k1) = key(1);
-    h.add_user(&id1, k1.public_key(), Money::from_cents(1_000_00));
+    h.add_user(&id1, k1.public_key(), Money::from_cents(100_000));
     let a = Client::new(&sim, 0);
     let b = Client::new(&sim, 1);
     let t = active_ticker(&sim);
-    b.spost("/portfolio/events/orders", &order(&t, "ask", "0.30", "5.00", "good_till_canceled")).await;
-    let (st, _) = a.spost("/portfolio/events/orders", &order(&t, "bid", "0.30", "5.00", "immediate_or_cancel")).await;
+    b.spost(
+        "/portfolio/events/orders",
+        &order(&t, "ask", "0.30", "5.00", "good_till_canceled"),
+    )
+    .await;
+    let (st, _) = a
+        .spost(
+            "/portfolio/events/orders",
+            &order(&t, "bid", "0.30", "5.00", "immediate_or_cancel"),
+        )
+        .await;
     assert_eq!(st, 201);
     h.force_close(&t, Some(MarketResult::Yes)).unwrap();
     let (_, v) = a.get(&format!("/markets/{t}")).await;
     assert_eq!(v["market"]["status"], "closed");
     h.advance_by(1_000).unwrap();
     let (_, v) = a.get(&format!("/markets/{t}")).await;
-    assert_eq!((s(&v["market"]["status"]), s(&v["market"]["result"])), ("determined", "yes"));
+    assert_eq!(
+        (s(&v["market"]["status"]), s(&v["market"]["result"])),
+        ("determined", "yes")
+    );
     assert_eq!(v["market"]["settlement_value_dollars"], "1.0000");
     h.advance_by(1_000).unwrap();
     let (_, v) = a.get(&format!("/markets/{t}")).await;
@@ -430,31 +636,58 @@ async fn settlement_and_the_historical_tier() {
     assert!(v["market"]["settlement_ts"].is_string());
     let (_, st) = a.sget("/portfolio/settlements").await;
     let x = &st["settlements"][0];
-    assert_eq!((s(&x["market_result"]), s(&x["yes_count_fp"]), x["revenue"].as_i64()), ("yes", "5.00", Some(500)));
+    assert_eq!(
+        (
+            s(&x["market_result"]),
+            s(&x["yes_count_fp"]),
+            x["revenue"].as_i64()
+        ),
+        ("yes", "5.00", Some(500))
+    );
     assert_eq!(x["value"], 100);
     let (_, st) = b.sget("/portfolio/settlements").await;
-    assert_eq!((s(&st["settlements"][0]["no_count_fp"]), st["settlements"][0]["revenue"].as_i64()), ("5.00", Some(0)));
+    assert_eq!(
+        (
+            s(&st["settlements"][0]["no_count_fp"]),
+            st["settlements"][0]["revenue"].as_i64()
+        ),
+        ("5.00", Some(0))
+    );
     // Settled positions leave the default (unsettled) list.
     let (_, p) = a.sget("/portfolio/positions").await;
     assert!(p["market_positions"].as_array().unwrap().is_empty(), "{p}");
-    let (_, p) = a.sget("/portfolio/positions?settlement_status=settled").await;
+    let (_, p) = a
+        .sget("/portfolio/positions?settlement_status=settled")
+        .await;
     assert_eq!(p["market_positions"][0]["realized_pnl_dollars"], "3.5000");
     // $10,000 − 1.50 − fee 0.08 + 5.00 payout.
     let (_, bal) = a.sget("/portfolio/balance").await;
     assert_eq!(bal["balance_dollars"], "10003.4200");
     let (_, v) = a.get("/markets?status=settled").await;
-    assert!(v["markets"].as_array().unwrap().iter().any(|m| m["ticker"] == t.as_str()));
+    assert!(v["markets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["ticker"] == t.as_str()));
     // Past the cutoff the market is only historical.
     h.advance_by(31_000).unwrap();
     let (_, cut) = a.get("/historical/cutoff").await;
     assert!(cut["market_settled_ts"].is_string());
     assert_eq!(a.get(&format!("/markets/{t}")).await.0, 404);
     let (_, v) = a.get("/markets?status=settled").await;
-    assert!(v["markets"].as_array().unwrap().iter().all(|m| m["ticker"] != t.as_str()));
+    assert!(v["markets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["ticker"] != t.as_str()));
     let (st, v) = a.get(&format!("/historical/markets/{t}")).await;
     assert_eq!((st.as_u16(), s(&v["market"]["result"])), (200, "yes"));
     let (_, v) = a.get("/historical/markets?limit=1000").await;
-    assert!(v["markets"].as_array().unwrap().iter().any(|m| m["ticker"] == t.as_str()));
+    assert!(v["markets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["ticker"] == t.as_str()));
     sim.shutdown().await;
 }
 
@@ -465,35 +698,64 @@ async fn http_faults_are_injected_and_counted() {
     let c = Client::new(&sim, 0);
     let t = active_ticker(&sim);
 
-    h.inject(Fault::HttpStatus { status: 503, count: 2 });
+    h.inject(Fault::HttpStatus {
+        status: 503,
+        count: 2,
+    });
     for _ in 0..2 {
         let (st, v) = c.get("/exchange/status").await;
         assert_eq!(st, 503);
         assert_eq!(v["error"]["code"], "service_unavailable");
     }
     assert_eq!(c.get("/exchange/status").await.0, 200);
-    h.inject(Fault::HttpStatus { status: 429, count: 1 });
+    h.inject(Fault::HttpStatus {
+        status: 429,
+        count: 1,
+    });
     let (st, v) = c.get("/markets").await;
-    assert_eq!((st.as_u16(), v), (429, json!({"error": "too many requests"})));
+    assert_eq!(
+        (st.as_u16(), v),
+        (429, json!({"error": "too many requests"}))
+    );
     h.inject(Fault::Delay { ms: 30, count: 1 });
     assert_eq!(c.get("/exchange/status").await.0, 200);
 
     // A lost response as a 500 without body: the order exists all the same.
-    h.inject(Fault::LoseOrderResponse { count: 1, mode: LoseMode::ServerError });
+    h.inject(Fault::LoseOrderResponse {
+        count: 1,
+        mode: LoseMode::ServerError,
+    });
     let mut body = order(&t, "bid", "0.02", "1.00", "good_till_canceled");
     body["client_order_id"] = json!("lost-500");
-    let r = c.spost_raw("/portfolio/events/orders", &body).await.unwrap();
+    let r = c
+        .spost_raw("/portfolio/events/orders", &body)
+        .await
+        .unwrap();
     assert_eq!(r.status(), 500);
     assert!(r.bytes().await.unwrap().is_empty());
     // A lost response as a closed connection.
-    h.inject(Fault::LoseOrderResponse { count: 1, mode: LoseMode::CloseConnection });
+    h.inject(Fault::LoseOrderResponse {
+        count: 1,
+        mode: LoseMode::CloseConnection,
+    });
     body["client_order_id"] = json!("lost-conn");
     body["price"] = json!("0.03");
     let r = c.spost_raw("/portfolio/events/orders", &body).await;
-    assert!(r.is_err(), "the connection is closed without a response: {r:?}");
+    assert!(
+        r.is_err(),
+        "the connection is closed without a response: {r:?}"
+    );
     let (_, list) = c.sget("/portfolio/orders?status=resting").await;
-    let coids: BTreeSet<&str> = list["orders"].as_array().unwrap().iter().map(|o| s(&o["client_order_id"])).collect();
-    assert!(coids.contains("lost-500") && coids.contains("lost-conn"), "{coids:?}");
+    let coids: BTreeSet<&str> = list["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| s(&o["client_order_id"]))
+        .collect();
+    assert!(
+        coids.contains("lost-500") && coids.contains("lost-conn"),
+        "{coids:?}"
+    );
     // Retrying with the same client_order_id is refused: the idempotency key works.
     assert_eq!(c.spost("/portfolio/events/orders", &body).await.0, 409);
 
@@ -507,11 +769,27 @@ async fn http_faults_are_injected_and_counted() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(c.get("/markets").await.0, 500);
-    let stats: Value = c.http.get(format!("http://{}/_sim/faults", sim.addr())).send().await.unwrap().json().await.unwrap();
+    let stats: Value = c
+        .http
+        .get(format!("http://{}/_sim/faults", sim.addr()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(stats["http_status_injected"], 4);
     assert_eq!(stats["delayed"], 1);
     assert_eq!(stats["order_responses_lost"], 2);
-    let book: Value = c.http.get(format!("http://{}/_sim/book/{t}", sim.addr())).send().await.unwrap().json().await.unwrap();
+    let book: Value = c
+        .http
+        .get(format!("http://{}/_sim/book/{t}", sim.addr()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(book["fair_value"].as_f64().is_some());
     sim.shutdown().await;
 }

@@ -45,7 +45,10 @@ fn rest_book(v: &Value) -> Book {
     for (side, key) in [("yes", "yes_dollars"), ("no", "no_dollars")] {
         for l in v["orderbook_fp"][key].as_array().unwrap() {
             b.insert(
-                (side.to_string(), Price::parse_dollars(l[0].as_str().unwrap()).unwrap()),
+                (
+                    side.to_string(),
+                    Price::parse_dollars(l[0].as_str().unwrap()).unwrap(),
+                ),
                 Count::parse(l[1].as_str().unwrap()).unwrap(),
             );
         }
@@ -55,7 +58,15 @@ fn rest_book(v: &Value) -> Book {
 
 /// Sends `get_snapshot` for `t` and reads up to its `ok`: every delta sent before the
 /// snapshot arrives first (checked against the snapshot). Returns the deltas read.
-async fn barrier(ws: &mut Ws, id: u64, sid: u64, t: &str, last: &mut u64, books: &mut BTreeMap<String, Book>, check: bool) -> usize {
+async fn barrier(
+    ws: &mut Ws,
+    id: u64,
+    sid: u64,
+    t: &str,
+    last: &mut u64,
+    books: &mut BTreeMap<String, Book>,
+    check: bool,
+) -> usize {
     ws_send(ws, json!({"id": id, "cmd": "update_subscription", "params": {"sids": [sid], "market_tickers": [t], "action": "get_snapshot"}})).await;
     let mut deltas = 0;
     loop {
@@ -79,7 +90,10 @@ async fn barrier(ws: &mut Ws, id: u64, sid: u64, t: &str, last: &mut u64, books:
                 let mut snap = Book::new();
                 apply_snapshot(&mut snap, &m["msg"]);
                 if market == t && check {
-                    assert_eq!(&snap, book, "snapshot = book rebuilt from the deltas before it");
+                    assert_eq!(
+                        &snap, book,
+                        "snapshot = book rebuilt from the deltas before it"
+                    );
                 }
                 *book = snap;
             }
@@ -114,7 +128,10 @@ async fn snapshot_then_contiguous_deltas_rebuild_the_rest_book() {
     let sid = sub["msg"]["sid"].as_u64().unwrap();
     let snap = ws_next(&mut ws).await;
     assert_eq!(snap["type"], "orderbook_snapshot");
-    assert_eq!((snap["sid"].as_u64(), snap["msg"]["market_ticker"].as_str()), (Some(sid), Some(t.as_str())));
+    assert_eq!(
+        (snap["sid"].as_u64(), snap["msg"]["market_ticker"].as_str()),
+        (Some(sid), Some(t.as_str()))
+    );
     let mut last = snap["seq"].as_u64().unwrap();
     assert_eq!(last, 1);
     let mut books: BTreeMap<String, Book> = BTreeMap::new();
@@ -128,7 +145,11 @@ async fn snapshot_then_contiguous_deltas_rebuild_the_rest_book() {
     let ok = ws_next_of(&mut ws, "ok").await;
     assert_eq!(ok["id"], 2);
     let add_snap_seq = ok["seq"].as_u64().unwrap();
-    assert_eq!(add_snap_seq, last + 1, "the added market's snapshot took one seq");
+    assert_eq!(
+        add_snap_seq,
+        last + 1,
+        "the added market's snapshot took one seq"
+    );
     last = add_snap_seq;
 
     let mut deltas = 0;
@@ -155,23 +176,46 @@ async fn use_yes_price_shows_no_bids_as_yes_asks() {
     ws_send(&mut ws, json!({"id": 1, "cmd": "subscribe", "params": {"channels": ["orderbook_delta"], "market_ticker": t, "use_yes_price": true}})).await;
     ws_next_of(&mut ws, "subscribed").await;
     let snap = ws_next_of(&mut ws, "orderbook_snapshot").await;
-    let (_, rest) = Client::new(&sim, 0).get(&format!("/markets/{t}/orderbook")).await;
+    let (_, rest) = Client::new(&sim, 0)
+        .get(&format!("/markets/{t}/orderbook"))
+        .await;
     let mut want: Vec<(Price, Count)> = rest["orderbook_fp"]["no_dollars"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| (Price::parse_dollars(l[0].as_str().unwrap()).unwrap().complement(), Count::parse(l[1].as_str().unwrap()).unwrap()))
+        .map(|l| {
+            (
+                Price::parse_dollars(l[0].as_str().unwrap())
+                    .unwrap()
+                    .complement(),
+                Count::parse(l[1].as_str().unwrap()).unwrap(),
+            )
+        })
         .collect();
     want.sort();
     let got: Vec<(Price, Count)> = snap["msg"]["no_dollars_fp"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| (Price::parse_dollars(l[0].as_str().unwrap()).unwrap(), Count::parse(l[1].as_str().unwrap()).unwrap()))
+        .map(|l| {
+            (
+                Price::parse_dollars(l[0].as_str().unwrap()).unwrap(),
+                Count::parse(l[1].as_str().unwrap()).unwrap(),
+            )
+        })
         .collect();
     assert_eq!(got, want);
     // YES-scale NO levels sit above the YES bids.
-    let best_yes_bid = Price::parse_dollars(snap["msg"]["yes_dollars_fp"].as_array().unwrap().last().unwrap()[0].as_str().unwrap()).unwrap();
+    let best_yes_bid = Price::parse_dollars(
+        snap["msg"]["yes_dollars_fp"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()[0]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
     assert!(got[0].0 > best_yes_bid);
     sim.shutdown().await;
 }
@@ -184,15 +228,39 @@ async fn commands_answer_with_kalshis_error_codes() {
     let cases = [
         (json!({"id": 1, "cmd": "frobnicate"}), 5),
         (json!({"id": 2, "cmd": "subscribe"}), 2),
-        (json!({"id": 3, "cmd": "subscribe", "params": {"channels": []}}), 3),
-        (json!({"id": 4, "cmd": "subscribe", "params": {"channels": ["nope"]}}), 8),
-        (json!({"id": 5, "cmd": "subscribe", "params": {"channels": ["orderbook_delta"]}}), 14),
-        (json!({"id": 6, "cmd": "subscribe", "params": {"channels": ["orderbook_delta"], "market_tickers": ["NOPE-1"]}}), 16),
+        (
+            json!({"id": 3, "cmd": "subscribe", "params": {"channels": []}}),
+            3,
+        ),
+        (
+            json!({"id": 4, "cmd": "subscribe", "params": {"channels": ["nope"]}}),
+            8,
+        ),
+        (
+            json!({"id": 5, "cmd": "subscribe", "params": {"channels": ["orderbook_delta"]}}),
+            14,
+        ),
+        (
+            json!({"id": 6, "cmd": "subscribe", "params": {"channels": ["orderbook_delta"], "market_tickers": ["NOPE-1"]}}),
+            16,
+        ),
         (json!({"id": 7, "cmd": "unsubscribe", "params": {}}), 4),
-        (json!({"id": 8, "cmd": "unsubscribe", "params": {"sids": [99]}}), 7),
-        (json!({"id": 9, "cmd": "update_subscription", "params": {"sids": [1, 2], "action": "add_markets"}}), 12),
-        (json!({"id": 10, "cmd": "update_subscription", "params": {"sid": 99, "action": "add_markets", "market_tickers": [t]}}), 7),
-        (json!({"id": 11, "cmd": "update_subscription", "params": {"sid": 99}}), 15),
+        (
+            json!({"id": 8, "cmd": "unsubscribe", "params": {"sids": [99]}}),
+            7,
+        ),
+        (
+            json!({"id": 9, "cmd": "update_subscription", "params": {"sids": [1, 2], "action": "add_markets"}}),
+            12,
+        ),
+        (
+            json!({"id": 10, "cmd": "update_subscription", "params": {"sid": 99, "action": "add_markets", "market_tickers": [t]}}),
+            7,
+        ),
+        (
+            json!({"id": 11, "cmd": "update_subscription", "params": {"sid": 99}}),
+            15,
+        ),
     ];
     for (cmd, code) in cases {
         ws_send(&mut ws, cmd.clone()).await;
@@ -206,20 +274,38 @@ async fn commands_answer_with_kalshis_error_codes() {
     assert_eq!(ws_next(&mut ws).await["msg"]["code"], 1);
 
     // Idempotent subscribe: same sid; list; unsubscribe.
-    ws_send(&mut ws, json!({"id": 20, "cmd": "subscribe", "params": {"channels": ["ticker", "trade"]}})).await;
+    ws_send(
+        &mut ws,
+        json!({"id": 20, "cmd": "subscribe", "params": {"channels": ["ticker", "trade"]}}),
+    )
+    .await;
     let a = ws_next_of(&mut ws, "subscribed").await;
     let b = ws_next_of(&mut ws, "subscribed").await;
-    assert_eq!((a["msg"]["channel"].as_str(), b["msg"]["channel"].as_str()), (Some("ticker"), Some("trade")));
-    ws_send(&mut ws, json!({"id": 21, "cmd": "subscribe", "params": {"channels": ["ticker"]}})).await;
+    assert_eq!(
+        (a["msg"]["channel"].as_str(), b["msg"]["channel"].as_str()),
+        (Some("ticker"), Some("trade"))
+    );
+    ws_send(
+        &mut ws,
+        json!({"id": 21, "cmd": "subscribe", "params": {"channels": ["ticker"]}}),
+    )
+    .await;
     let again = ws_next_of(&mut ws, "subscribed").await;
     assert_eq!(again["msg"]["sid"], a["msg"]["sid"]);
     ws_send(&mut ws, json!({"id": 22, "cmd": "list_subscriptions"})).await;
     let l = ws_next_of(&mut ws, "ok").await;
     assert_eq!(l["id"], 22);
     assert_eq!(l["msg"].as_array().unwrap().len(), 2);
-    ws_send(&mut ws, json!({"id": 23, "cmd": "unsubscribe", "params": {"sids": [a["msg"]["sid"]]}})).await;
+    ws_send(
+        &mut ws,
+        json!({"id": 23, "cmd": "unsubscribe", "params": {"sids": [a["msg"]["sid"]]}}),
+    )
+    .await;
     let u = ws_next_of(&mut ws, "unsubscribed").await;
-    assert_eq!((u["id"].as_u64(), u["sid"].clone()), (Some(23), a["msg"]["sid"].clone()));
+    assert_eq!(
+        (u["id"].as_u64(), u["sid"].clone()),
+        (Some(23), a["msg"]["sid"].clone())
+    );
     sim.shutdown().await;
 }
 
@@ -229,7 +315,9 @@ trait SendText {
 impl SendText for Ws {
     async fn send_text(&mut self, t: &str) {
         use futures_util::SinkExt;
-        self.send(Message::Text(t.to_string().into())).await.unwrap();
+        self.send(Message::Text(t.to_string().into()))
+            .await
+            .unwrap();
     }
 }
 
@@ -238,7 +326,7 @@ async fn private_channels_see_only_their_own_activity() {
     let sim = start(|c| c.engine.maker.enabled = false).await;
     let h = sim.handle();
     let (id1, k1) = key(1);
-    h.add_user(&id1, k1.public_key(), Money::from_cents(1_000_00));
+    h.add_user(&id1, k1.public_key(), Money::from_cents(100_000));
     let t = active_ticker(&sim);
     let mut ws = ws_connect(&sim, 0).await;
     ws_send(&mut ws, json!({"id": 1, "cmd": "subscribe", "params": {"channels": ["orderbook_delta"], "market_tickers": [t]}})).await;
@@ -254,7 +342,14 @@ async fn private_channels_see_only_their_own_activity() {
     o["client_order_id"] = json!("theirs");
     other.spost("/portfolio/events/orders", &o).await;
     let d = ws_next_of(&mut ws, "orderbook_delta").await;
-    assert_eq!((d["msg"]["side"].as_str(), d["msg"]["price_dollars"].as_str(), d["msg"]["delta_fp"].as_str()), (Some("no"), Some("0.4000"), Some("3.00")));
+    assert_eq!(
+        (
+            d["msg"]["side"].as_str(),
+            d["msg"]["price_dollars"].as_str(),
+            d["msg"]["delta_fp"].as_str()
+        ),
+        (Some("no"), Some("0.4000"), Some("3.00"))
+    );
     assert!(d["msg"].get("client_order_id").is_none());
     ws_next_of(&mut ws, "ticker").await;
     // Mine: the delta names my client_order_id, and I get fill, user_order, market_position.
@@ -268,8 +363,22 @@ async fn private_channels_see_only_their_own_activity() {
         kinds.insert(m["type"].as_str().unwrap().to_string(), m);
     }
     let fill = &kinds["fill"]["msg"];
-    assert_eq!((fill["count_fp"].as_str(), fill["yes_price_dollars"].as_str(), fill["fee_cost"].as_str()), (Some("2.00"), Some("0.6000"), Some("0.0400")));
-    assert_eq!((fill["is_taker"].as_bool(), fill["post_position_fp"].as_str(), fill["client_order_id"].as_str()), (Some(true), Some("2.00"), Some("mine-1")));
+    assert_eq!(
+        (
+            fill["count_fp"].as_str(),
+            fill["yes_price_dollars"].as_str(),
+            fill["fee_cost"].as_str()
+        ),
+        (Some("2.00"), Some("0.6000"), Some("0.0400"))
+    );
+    assert_eq!(
+        (
+            fill["is_taker"].as_bool(),
+            fill["post_position_fp"].as_str(),
+            fill["client_order_id"].as_str()
+        ),
+        (Some(true), Some("2.00"), Some("mine-1"))
+    );
     assert_eq!(kinds["user_order"]["msg"]["status"], "executed");
     assert_eq!(kinds["market_position"]["msg"]["position_fp"], "2.00");
     assert_eq!(kinds["trade"]["msg"]["taker_book_side"], "bid");
@@ -287,9 +396,14 @@ async fn private_channels_see_only_their_own_activity() {
     ws_next_of(&mut ws, "ticker").await;
     // A trade between two other users never reaches my private channels.
     let (id2, k2) = key(2);
-    h.add_user(&id2, k2.public_key(), Money::from_cents(1_000_00));
+    h.add_user(&id2, k2.public_key(), Money::from_cents(100_000));
     let third = Client::new(&sim, 2);
-    third.spost("/portfolio/events/orders", &order(&t, "bid", "0.60", "1.00", "immediate_or_cancel")).await;
+    third
+        .spost(
+            "/portfolio/events/orders",
+            &order(&t, "bid", "0.60", "1.00", "immediate_or_cancel"),
+        )
+        .await;
     let mut seen = Vec::new();
     loop {
         let m = ws_next(&mut ws).await;
@@ -299,8 +413,16 @@ async fn private_channels_see_only_their_own_activity() {
         }
         seen.push(m["type"].as_str().unwrap().to_string());
     }
-    assert!(!seen.iter().any(|k| k == "fill" || k == "user_order" || k == "market_position"), "{seen:?}");
-    assert!(seen.iter().any(|k| k == "trade") && seen.iter().any(|k| k == "orderbook_delta"), "{seen:?}");
+    assert!(
+        !seen
+            .iter()
+            .any(|k| k == "fill" || k == "user_order" || k == "market_position"),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|k| k == "trade") && seen.iter().any(|k| k == "orderbook_delta"),
+        "{seen:?}"
+    );
     sim.shutdown().await;
 }
 
@@ -310,7 +432,11 @@ async fn lifecycle_events_follow_the_market() {
     let h = sim.handle();
     let t = active_ticker(&sim);
     let mut ws = ws_connect(&sim, 0).await;
-    ws_send(&mut ws, json!({"id": 1, "cmd": "subscribe", "params": {"channels": ["market_lifecycle_v2"]}})).await;
+    ws_send(
+        &mut ws,
+        json!({"id": 1, "cmd": "subscribe", "params": {"channels": ["market_lifecycle_v2"]}}),
+    )
+    .await;
     ws_next_of(&mut ws, "subscribed").await;
     h.force_close(&t, Some(MarketResult::No)).unwrap();
     h.advance_by(3_000).unwrap();
@@ -323,7 +449,13 @@ async fn lifecycle_events_follow_the_market() {
     }
     assert_eq!(events[0]["event_type"], "close_date_updated");
     assert_eq!(events[1]["event_type"], "determined");
-    assert_eq!((events[1]["result"].as_str(), events[1]["settlement_value"].as_str()), (Some("no"), Some("0.0000")));
+    assert_eq!(
+        (
+            events[1]["result"].as_str(),
+            events[1]["settlement_value"].as_str()
+        ),
+        (Some("no"), Some("0.0000"))
+    );
     assert_eq!(events[2]["event_type"], "settled");
     // Windows go on: the next market activates and a new one is created.
     h.advance_by(common::MARKET_MS).unwrap();
@@ -342,7 +474,13 @@ async fn lifecycle_events_follow_the_market() {
 
 #[tokio::test]
 async fn ws_faults_gaps_repeats_drops_and_slow_consumers() {
-    let sim = start(|c| c.ws = WsConfig { ping_interval: Duration::from_secs(3600), queue_capacity: 8 }).await;
+    let sim = start(|c| {
+        c.ws = WsConfig {
+            ping_interval: Duration::from_secs(3600),
+            queue_capacity: 8,
+        }
+    })
+    .await;
     let h = sim.handle();
     let t = active_ticker(&sim);
     let c = Client::new(&sim, 0);
@@ -357,7 +495,13 @@ async fn ws_faults_gaps_repeats_drops_and_slow_consumers() {
     let mut price = 1;
     let mut rest_one = || {
         price += 1;
-        order(&t, "bid", &format!("0.{price:02}"), "1.00", "good_till_canceled")
+        order(
+            &t,
+            "bid",
+            &format!("0.{price:02}"),
+            "1.00",
+            "good_till_canceled",
+        )
     };
 
     // A skipped sequence number: the client sees a gap of exactly one.
@@ -394,7 +538,11 @@ async fn ws_faults_gaps_repeats_drops_and_slow_consumers() {
     }
     h.inject(Fault::ResumeWs);
     let e = ws_next_of(&mut ws, "error").await;
-    assert_eq!((e["msg"]["code"].as_u64(), e["msg"]["sid"].as_u64()), (Some(25), Some(sid)), "{e}");
+    assert_eq!(
+        (e["msg"]["code"].as_u64(), e["msg"]["sid"].as_u64()),
+        (Some(25), Some(sid)),
+        "{e}"
+    );
     assert_eq!(h.fault_stats().slow_consumer_drops, 1);
     ws_send(&mut ws, json!({"id": 6, "cmd": "list_subscriptions"})).await;
     let l = ws_next_of(&mut ws, "ok").await;
@@ -405,7 +553,10 @@ async fn ws_faults_gaps_repeats_drops_and_slow_consumers() {
     h.inject(Fault::DropWsConnections);
     for w in [&mut ws, &mut ws2] {
         loop {
-            match tokio::time::timeout(Duration::from_secs(20), w.next()).await.expect("ends") {
+            match tokio::time::timeout(Duration::from_secs(20), w.next())
+                .await
+                .expect("ends")
+            {
                 None | Some(Err(_)) => break,
                 Some(Ok(Message::Close(_))) => panic!("a dropped connection sends no close frame"),
                 Some(Ok(_)) => continue,
@@ -423,16 +574,28 @@ async fn ws_faults_gaps_repeats_drops_and_slow_consumers() {
 
 #[tokio::test]
 async fn upgrade_needs_auth_and_server_pings_heartbeat() {
-    let sim = start(|c| c.ws = WsConfig { ping_interval: Duration::from_millis(100), queue_capacity: 64 }).await;
+    let sim = start(|c| {
+        c.ws = WsConfig {
+            ping_interval: Duration::from_millis(100),
+            queue_capacity: 64,
+        }
+    })
+    .await;
     // No headers: refused before the upgrade.
-    let err = tokio_tungstenite::connect_async(sim.ws_url()).await.unwrap_err();
+    let err = tokio_tungstenite::connect_async(sim.ws_url())
+        .await
+        .unwrap_err();
     match err {
         tokio_tungstenite::tungstenite::Error::Http(r) => assert_eq!(r.status(), 401),
         other => panic!("expected HTTP 401, got {other:?}"),
     }
     let mut ws = ws_connect(&sim, 0).await;
     loop {
-        let m = tokio::time::timeout(Duration::from_secs(20), ws.next()).await.unwrap().unwrap().unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         if let Message::Ping(p) = m {
             assert_eq!(&p[..], b"heartbeat");
             break;

@@ -7,6 +7,9 @@ use pipeline::money::{Count, Price};
 
 use super::types::{BookSide, Side};
 
+/// `[(price, size)]` of one side, ascending by price.
+pub type Levels = Vec<(Price, Count)>;
+
 #[derive(Clone, Debug, Default)]
 pub struct Level {
     pub total: Count,
@@ -104,7 +107,7 @@ impl Book {
 
     /// Levels as Kalshi shows them: `(yes bids, no bids)`, each ascending by its leg price;
     /// NO bids at NO-leg prices.
-    pub fn levels(&self) -> (Vec<(Price, Count)>, Vec<(Price, Count)>) {
+    pub fn levels(&self) -> (Levels, Levels) {
         let yes = self.bids.iter().map(|(p, l)| (*p, l.total)).collect();
         let mut no: Vec<(Price, Count)> = self
             .asks
@@ -149,12 +152,18 @@ mod tests {
         let (yes, no) = b.levels();
         assert_eq!(
             yes,
-            vec![(p(40), Count::from_contracts(5)), (p(42), Count::from_contracts(7))]
+            vec![
+                (p(40), Count::from_contracts(5)),
+                (p(42), Count::from_contracts(7))
+            ]
         );
         // NO bids: 1 − 0.47 = 0.53, 1 − 0.45 = 0.55, ascending.
         assert_eq!(
             no,
-            vec![(p(53), Count::from_contracts(1)), (p(55), Count::from_contracts(6))]
+            vec![
+                (p(53), Count::from_contracts(1)),
+                (p(55), Count::from_contracts(6))
+            ]
         );
         assert_eq!(b.crossing(Side::Ask, p(41)), vec![(p(42), 2), (p(42), 3)]);
         assert_eq!(b.crossing(Side::Bid, p(47)), vec![(p(45), 4), (p(47), 5)]);

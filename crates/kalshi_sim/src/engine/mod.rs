@@ -30,6 +30,7 @@ use pipeline::{ClientOrderId, MarketTicker, OrderId, SeriesTicker};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+pub use book::Levels;
 use book::{published, Book};
 pub use path::{fair_yes, BarsPath, PricePath, RandomWalk};
 pub use types::*;
@@ -332,9 +333,9 @@ impl OrderError {
         match self {
             OrderError::MarketNotFound(_) => "market_not_found",
             OrderError::MarketInactive { .. } => "market_closed",
-            OrderError::InvalidPrice(_) | OrderError::PostOnlyCross | OrderError::InvalidOrder(_) => {
-                "invalid_order"
-            }
+            OrderError::InvalidPrice(_)
+            | OrderError::PostOnlyCross
+            | OrderError::InvalidOrder(_) => "invalid_order",
             OrderError::InvalidCount(_) => "invalid_order_size",
             OrderError::DuplicateClientOrderId(_) => "order_already_exists",
             OrderError::InsufficientBalance { .. } => "insufficient_balance",
@@ -384,13 +385,6 @@ struct Market {
     last_ticker_key: Option<TickerKey>,
     forced_result: Option<MarketResult>,
 }
-
-type TickerKey = (
-    Option<(Price, Count)>,
-    Option<(Price, Count)>,
-    Option<Price>,
-    Count,
-);
 
 /// The simulated exchange.
 pub struct Engine {
@@ -445,9 +439,18 @@ impl Engine {
     /// A new engine whose clock starts at the beginning of the window containing
     /// `cfg.start_ms`; call [`Engine::advance_to`] to move it.
     pub fn new(cfg: EngineConfig, path: Box<dyn PricePath>) -> Engine {
-        assert!(cfg.market_duration_ms > 0, "market duration must be positive");
-        assert!(cfg.requote_interval_ms > 0, "requote interval must be positive");
-        assert!(cfg.listing_lead_ms >= 0, "listing lead must not be negative");
+        assert!(
+            cfg.market_duration_ms > 0,
+            "market duration must be positive"
+        );
+        assert!(
+            cfg.requote_interval_ms > 0,
+            "requote interval must be positive"
+        );
+        assert!(
+            cfg.listing_lead_ms >= 0,
+            "listing lead must not be negative"
+        );
         let start = cfg.start_ms.div_euclid(cfg.market_duration_ms) * cfg.market_duration_ms;
         let next_tick = ceil_to(start, cfg.requote_interval_ms);
         let mut e = Engine {
@@ -764,7 +767,10 @@ impl Engine {
     }
 
     fn settle(&mut self, idx: usize, t: i64) {
-        let result = self.markets[idx].info.result.expect("determined market has a result");
+        let result = self.markets[idx]
+            .info
+            .result
+            .expect("determined market has a result");
         let holders: Vec<AccountId> = self.markets[idx].holders.iter().copied().collect();
         for acct in holders {
             let Some(pos) = self.positions.get_mut(&(acct, idx)) else {
@@ -994,7 +1000,11 @@ impl Engine {
 
     /// Places an order for a user account at the current time. The returned order shows
     /// the state right after matching (filled, resting, or cancelled for IOC/FOK).
-    pub fn place_order(&mut self, account: AccountId, req: OrderRequest) -> Result<Order, OrderError> {
+    pub fn place_order(
+        &mut self,
+        account: AccountId,
+        req: OrderRequest,
+    ) -> Result<Order, OrderError> {
         let t = self.now;
         let r = self.place_seq(account, req, t);
         self.flush(t);
@@ -1049,7 +1059,12 @@ impl Engine {
         self.accounts[acct.0 as usize].reserved += want - old;
     }
 
-    fn validate(&self, account: AccountId, req: &OrderRequest, t: i64) -> Result<usize, OrderError> {
+    fn validate(
+        &self,
+        account: AccountId,
+        req: &OrderRequest,
+        t: i64,
+    ) -> Result<usize, OrderError> {
         let idx = self.market_idx(req.ticker.as_str())?;
         let m = &self.markets[idx];
         if m.info.status != MarketStatus::Active || t >= m.info.close_ms {
@@ -1115,7 +1130,12 @@ impl Engine {
         Ok(idx)
     }
 
-    fn place_seq(&mut self, account: AccountId, mut req: OrderRequest, t: i64) -> Result<u64, OrderError> {
+    fn place_seq(
+        &mut self,
+        account: AccountId,
+        mut req: OrderRequest,
+        t: i64,
+    ) -> Result<u64, OrderError> {
         let kind = self
             .accounts
             .get(account.0 as usize)
@@ -1393,8 +1413,9 @@ impl Engine {
             taker_side,
             ts_ms: t,
         });
-        self.out
-            .push(Event::Trade(self.trades.last().expect("just pushed").clone()));
+        self.out.push(Event::Trade(
+            self.trades.last().expect("just pushed").clone(),
+        ));
         self.touched_markets.insert(idx);
     }
 
@@ -1494,7 +1515,11 @@ impl Engine {
 
     /// Cancels a user's resting order. Returns the order after cancellation and the count
     /// it was reduced by.
-    pub fn cancel_order(&mut self, account: AccountId, id: &str) -> Result<(Order, Count), OrderError> {
+    pub fn cancel_order(
+        &mut self,
+        account: AccountId,
+        id: &str,
+    ) -> Result<(Order, Count), OrderError> {
         let t = self.now;
         let seq = *self
             .order_ids
@@ -1550,7 +1575,11 @@ impl Engine {
     /// Closes an active market now (an early close), optionally forcing its result; the
     /// lifecycle then runs as usual: determined after the determination delay, settled
     /// after the settlement timer.
-    pub fn force_close(&mut self, ticker: &str, result: Option<MarketResult>) -> Result<(), OrderError> {
+    pub fn force_close(
+        &mut self,
+        ticker: &str,
+        result: Option<MarketResult>,
+    ) -> Result<(), OrderError> {
         let idx = self.market_idx(ticker)?;
         let t = self.now;
         let m = &mut self.markets[idx];
@@ -1637,8 +1666,10 @@ impl Engine {
     }
 
     /// `(yes bids, no bids)` ascending by leg price, NO bids at NO-leg prices.
-    pub fn book_levels(&self, ticker: &str) -> Option<(Vec<(Price, Count)>, Vec<(Price, Count)>)> {
-        self.index.get(ticker).map(|i| self.markets[*i].book.levels())
+    pub fn book_levels(&self, ticker: &str) -> Option<(Levels, Levels)> {
+        self.index
+            .get(ticker)
+            .map(|i| self.markets[*i].book.levels())
     }
 
     /// Every resting order in a market, best level first, queue order within a level:

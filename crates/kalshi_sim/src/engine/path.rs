@@ -104,8 +104,7 @@ impl PricePath for RandomWalk {
 
     fn forget_before(&mut self, t_ms: i64) {
         let keep_from = ((t_ms - self.origin_ms) / self.step_ms).max(0);
-        while self.points.len() > 1 && self.points.front().map(|p| p.0 < keep_from) == Some(true)
-        {
+        while self.points.len() > 1 && self.points.front().map(|p| p.0 < keep_from) == Some(true) {
             self.points.pop_front();
         }
     }

@@ -51,7 +51,10 @@ fn lists_opens_closes_determines_settles_in_order() {
     assert!(m.floor_strike_cents.is_some());
     // The next window is listed ahead (lead = one window).
     assert_eq!(e.markets().count(), 2);
-    assert_eq!(e.markets().nth(1).unwrap().status, MarketStatus::Initialized);
+    assert_eq!(
+        e.markets().nth(1).unwrap().status,
+        MarketStatus::Initialized
+    );
     let ev = e.advance_to(START + 60_000);
     assert_eq!(e.market(t.as_str()).unwrap().status, MarketStatus::Closed);
     let kinds: Vec<(String, LifecycleKind)> = ev
@@ -78,9 +81,18 @@ fn lists_opens_closes_determines_settles_in_order() {
             MarketResult::No
         }
     );
-    assert!(ev.iter().any(|x| matches!(x, Event::Lifecycle { kind: LifecycleKind::Determined, .. })));
+    assert!(ev.iter().any(|x| matches!(
+        x,
+        Event::Lifecycle {
+            kind: LifecycleKind::Determined,
+            ..
+        }
+    )));
     e.advance_to(START + 62_000);
-    assert_eq!(e.market(t.as_str()).unwrap().status, MarketStatus::Finalized);
+    assert_eq!(
+        e.market(t.as_str()).unwrap().status,
+        MarketStatus::Finalized
+    );
     // Windows chain: the next market's strike is this one's expiration value.
     let next = e.markets().nth(1).unwrap();
     assert_eq!(next.floor_strike_cents, Some(value));
@@ -100,7 +112,10 @@ fn taker_fee_ten_at_fifty_cents_is_eighteen_cents() {
     assert_eq!(o.taker_fees, Money::from_cents(18));
     assert_eq!(o.taker_fill_cost, usd(5));
     // Taker paid $5.00 + $0.18; maker (quadratic: no maker fee) paid $5.00 for NO.
-    assert_eq!(e.account(taker).unwrap().cash, usd(1000) - usd(5) - Money::from_cents(18));
+    assert_eq!(
+        e.account(taker).unwrap().cash,
+        usd(1000) - usd(5) - Money::from_cents(18)
+    );
     assert_eq!(e.account(maker).unwrap().cash, usd(995));
     let pos_t = e.positions_of(taker)[0].1.position;
     let pos_m = e.positions_of(maker)[0].1.position;
@@ -155,9 +170,15 @@ fn price_time_priority_at_the_resting_price() {
     // 2 at 0.54 (better price first), then 3 at 0.55 from the older order, then 1 from b.
     let fills: Vec<(Price, Count)> = e.fills_of(c).map(|f| (f.yes_price, f.count)).collect();
     assert_eq!(fills, vec![(p(54), n(2)), (p(55), n(3)), (p(55), n(1))]);
-    assert_eq!(e.order(first.id.as_str()).unwrap().status, OrderStatus::Executed);
+    assert_eq!(
+        e.order(first.id.as_str()).unwrap().status,
+        OrderStatus::Executed
+    );
     assert_eq!(e.order(second.id.as_str()).unwrap().remaining, n(2));
-    assert_eq!(e.order(better.id.as_str()).unwrap().status, OrderStatus::Executed);
+    assert_eq!(
+        e.order(better.id.as_str()).unwrap().status,
+        OrderStatus::Executed
+    );
     // Taker paid the makers' prices, not its limit.
     assert_eq!(o.taker_fill_cost, Money::from_cents(54 * 2 + 55 * 4));
     // The book shows b's 2 left at NO 0.45.
@@ -187,8 +208,12 @@ fn deltas_are_published_in_no_leg_convention_with_owner() {
     assert_eq!(d.delta, n(4));
     assert_eq!(d.owner, a);
     assert_eq!(d.client_order_id.as_ref().unwrap().as_str(), "mine-1");
-    assert!(ev.iter().any(|x| matches!(x, Event::UserOrder(o) if o.status == OrderStatus::Resting)));
-    assert!(ev.iter().any(|x| matches!(x, Event::Ticker(s) if s.yes_ask == Some((p(70), n(4))))));
+    assert!(ev
+        .iter()
+        .any(|x| matches!(x, Event::UserOrder(o) if o.status == OrderStatus::Resting)));
+    assert!(ev
+        .iter()
+        .any(|x| matches!(x, Event::Ticker(s) if s.yes_ask == Some((p(70), n(4))))));
 }
 
 #[test]
@@ -196,7 +221,10 @@ fn validation_rules() {
     let (mut e, t) = quiet(|c| c.price_level_structure = PriceLevelStructure::LinearCent);
     let a = e.add_user(usd(10));
     let b = e.add_user(usd(1000));
-    let bad_tick = e.place_order(a, OrderRequest::limit(&t, Side::Bid, Price::parse_dollars("0.505").unwrap(), n(1)));
+    let bad_tick = e.place_order(
+        a,
+        OrderRequest::limit(&t, Side::Bid, Price::parse_dollars("0.505").unwrap(), n(1)),
+    );
     assert!(matches!(bad_tick, Err(OrderError::InvalidPrice(_))));
     assert!(matches!(
         e.place_order(a, OrderRequest::limit(&t, Side::Bid, Price::ZERO, n(1))),
@@ -211,26 +239,38 @@ fn validation_rules() {
         Err(OrderError::InvalidCount(_))
     ));
     // 0.01 contracts is fine.
-    e.place_order(a, OrderRequest::limit(&t, Side::Bid, p(50), Count::from_centis(1)))
-        .unwrap();
+    e.place_order(
+        a,
+        OrderRequest::limit(&t, Side::Bid, p(50), Count::from_centis(1)),
+    )
+    .unwrap();
     // Balance: $10 buys at most 19 YES at 0.50 (+ fee cap).
     let err = e
         .place_order(a, OrderRequest::limit(&t, Side::Bid, p(50), n(20)))
         .unwrap_err();
-    assert!(matches!(err, OrderError::InsufficientBalance { .. }), "{err}");
+    assert!(
+        matches!(err, OrderError::InsufficientBalance { .. }),
+        "{err}"
+    );
     assert_eq!(err.code(), "insufficient_balance");
     // Unknown market, inactive market.
     assert_eq!(
-        e.place_order(a, OrderRequest::limit(&MarketTicker::new("NOPE"), Side::Bid, p(50), n(1)))
-            .unwrap_err()
-            .http_status(),
+        e.place_order(
+            a,
+            OrderRequest::limit(&MarketTicker::new("NOPE"), Side::Bid, p(50), n(1))
+        )
+        .unwrap_err()
+        .http_status(),
         404
     );
     let next = e.markets().nth(1).unwrap().ticker.clone();
     let err = e
         .place_order(a, OrderRequest::limit(&next, Side::Bid, p(50), n(1)))
         .unwrap_err();
-    assert_eq!((err.code(), err.details().as_str()), ("market_closed", "MARKET_INACTIVE"));
+    assert_eq!(
+        (err.code(), err.details().as_str()),
+        ("market_closed", "MARKET_INACTIVE")
+    );
     // Duplicate live client_order_id → 409; reusable once the first is gone.
     let mut r = OrderRequest::limit(&t, Side::Bid, p(40), n(1));
     r.client_order_id = Some(ClientOrderId::new("dup"));
@@ -244,20 +284,32 @@ fn validation_rules() {
         .unwrap();
     let mut po = OrderRequest::limit(&t, Side::Bid, p(60), n(1));
     po.post_only = true;
-    assert_eq!(e.place_order(b, po.clone()).unwrap_err(), OrderError::PostOnlyCross);
+    assert_eq!(
+        e.place_order(b, po.clone()).unwrap_err(),
+        OrderError::PostOnlyCross
+    );
     po.price = p(59);
     assert_eq!(e.place_order(b, po).unwrap().status, OrderStatus::Resting);
     // IOC with expiration, reduce_only without IOC, past expiration.
     let mut r = OrderRequest::limit(&t, Side::Bid, p(10), n(1));
     r.time_in_force = TimeInForce::ImmediateOrCancel;
     r.expiration_ms = Some(START + 30_000);
-    assert!(matches!(e.place_order(b, r), Err(OrderError::InvalidOrder(_))));
+    assert!(matches!(
+        e.place_order(b, r),
+        Err(OrderError::InvalidOrder(_))
+    ));
     let mut r = OrderRequest::limit(&t, Side::Bid, p(10), n(1));
     r.reduce_only = true;
-    assert!(matches!(e.place_order(b, r), Err(OrderError::InvalidOrder(_))));
+    assert!(matches!(
+        e.place_order(b, r),
+        Err(OrderError::InvalidOrder(_))
+    ));
     let mut r = OrderRequest::limit(&t, Side::Bid, p(10), n(1));
     r.expiration_ms = Some(START - 1);
-    assert!(matches!(e.place_order(b, r), Err(OrderError::InvalidOrder(_))));
+    assert!(matches!(
+        e.place_order(b, r),
+        Err(OrderError::InvalidOrder(_))
+    ));
 }
 
 #[test]
@@ -271,13 +323,19 @@ fn ioc_fok_and_expiration() {
     let mut fok = OrderRequest::limit(&t, Side::Bid, p(50), n(6));
     fok.time_in_force = TimeInForce::FillOrKill;
     let o = e.place_order(u, fok.clone()).unwrap();
-    assert_eq!((o.status, o.filled, o.remaining), (OrderStatus::Canceled, Count::ZERO, Count::ZERO));
+    assert_eq!(
+        (o.status, o.filled, o.remaining),
+        (OrderStatus::Canceled, Count::ZERO, Count::ZERO)
+    );
     assert_eq!(e.book_levels(t.as_str()).unwrap().1, vec![(p(50), n(5))]);
     // IOC for 6: 5 filled, the rest cancelled (so the order ends `canceled`).
     let mut ioc = fok.clone();
     ioc.time_in_force = TimeInForce::ImmediateOrCancel;
     let o = e.place_order(u, ioc).unwrap();
-    assert_eq!((o.status, o.filled, o.remaining), (OrderStatus::Canceled, n(5), Count::ZERO));
+    assert_eq!(
+        (o.status, o.filled, o.remaining),
+        (OrderStatus::Canceled, n(5), Count::ZERO)
+    );
     // FOK for exactly what is there fills.
     e.place_order(mk, OrderRequest::limit(&t, Side::Ask, p(52), n(2)))
         .unwrap();
@@ -294,8 +352,13 @@ fn ioc_fok_and_expiration() {
     e.advance_to(START + 9_999);
     assert_eq!(e.order(o.id.as_str()).unwrap().status, OrderStatus::Resting);
     let ev = e.advance_to(START + 10_000);
-    assert_eq!(e.order(o.id.as_str()).unwrap().status, OrderStatus::Canceled);
-    assert!(ev.iter().any(|x| matches!(x, Event::BookDelta(d) if d.delta == -n(1))));
+    assert_eq!(
+        e.order(o.id.as_str()).unwrap().status,
+        OrderStatus::Canceled
+    );
+    assert!(ev
+        .iter()
+        .any(|x| matches!(x, Event::BookDelta(d) if d.delta == -n(1))));
     assert_eq!(e.account(u).unwrap().reserved, Money::ZERO);
 }
 
@@ -316,13 +379,19 @@ fn self_trade_prevention_modes() {
         .place_order(u, OrderRequest::limit(&t, Side::Bid, p(52), n(3)))
         .unwrap();
     assert_eq!((o.filled, o.status), (n(1), OrderStatus::Canceled));
-    assert_eq!(e.order(own.id.as_str()).unwrap().status, OrderStatus::Resting);
+    assert_eq!(
+        e.order(own.id.as_str()).unwrap().status,
+        OrderStatus::Resting
+    );
     // maker: cancels its own resting order and keeps going.
     let mut r = OrderRequest::limit(&t, Side::Bid, p(52), n(2));
     r.self_trade_prevention = SelfTradePrevention::Maker;
     let o = e.place_order(u, r).unwrap();
     assert_eq!(o.filled, n(1));
-    assert_eq!(e.order(own.id.as_str()).unwrap().status, OrderStatus::Canceled);
+    assert_eq!(
+        e.order(own.id.as_str()).unwrap().status,
+        OrderStatus::Canceled
+    );
 }
 
 #[test]
@@ -350,13 +419,20 @@ fn netting_returns_collateral_and_settlement_pays_winners() {
     // Realised: 4 × (1 − 0.45 − 0.40) = 0.60.
     assert_eq!(pos.realized_pnl, Money::from_cents(60));
     // Every contract has a counterparty.
-    let sum: Count = e.positions_in(t.as_str()).iter().map(|(_, p)| p.position).sum();
+    let sum: Count = e
+        .positions_in(t.as_str())
+        .iter()
+        .map(|(_, p)| p.position)
+        .sum();
     assert_eq!(sum, Count::ZERO);
     assert_eq!(e.ticker_state(t.as_str()).unwrap().open_interest, n(6));
     // Settle YES.
     e.force_close(t.as_str(), Some(MarketResult::Yes)).unwrap();
     e.advance_to(e.now_ms() + 5_000);
-    assert_eq!(e.market(t.as_str()).unwrap().status, MarketStatus::Finalized);
+    assert_eq!(
+        e.market(t.as_str()).unwrap().status,
+        MarketStatus::Finalized
+    );
     let acct = e.account(a).unwrap();
     assert_eq!(acct.payouts, usd(6));
     let s: Vec<&Settlement> = e.settlements().iter().filter(|s| s.account == a).collect();
@@ -365,7 +441,10 @@ fn netting_returns_collateral_and_settlement_pays_winners() {
     let sb: Vec<&Settlement> = e.settlements().iter().filter(|s| s.account == b).collect();
     assert_eq!((sb[0].no_count, sb[0].revenue), (n(6), Money::ZERO));
     // Total cash is conserved (no fees here).
-    assert_eq!(e.account(a).unwrap().cash + e.account(b).unwrap().cash, usd(200));
+    assert_eq!(
+        e.account(a).unwrap().cash + e.account(b).unwrap().cash,
+        usd(200)
+    );
     assert!(e.positions_of(a)[0].1.settled);
 }
 
@@ -377,7 +456,10 @@ fn close_cancels_resting_orders_and_rejects_cancels_after() {
         .place_order(u, OrderRequest::limit(&t, Side::Bid, p(30), n(2)))
         .unwrap();
     e.advance_to(START + 60_000);
-    assert_eq!(e.order(o.id.as_str()).unwrap().status, OrderStatus::Canceled);
+    assert_eq!(
+        e.order(o.id.as_str()).unwrap().status,
+        OrderStatus::Canceled
+    );
     assert!(e.book_levels(t.as_str()).unwrap().0.is_empty());
     assert_eq!(e.account(u).unwrap().reserved, Money::ZERO);
     let err = e.cancel_order(u, o.id.as_str()).unwrap_err();
@@ -414,7 +496,13 @@ fn deterministic_under_a_seed_whatever_the_step() {
     for i in 1..=150 {
         ea.extend(a.advance_to(START + i * 1000));
     }
-    for t in [START + 333, START + 20_000, START + 20_001, START + 97_500, START + 150_000] {
+    for t in [
+        START + 333,
+        START + 20_000,
+        START + 20_001,
+        START + 97_500,
+        START + 150_000,
+    ] {
         eb.extend(b.advance_to(t));
     }
     assert!(ea.len() > 100, "only {} events", ea.len());
@@ -440,20 +528,41 @@ fn maker_quotes_a_ladder_around_fair_value_and_edge_shrinks_it() {
     let bid = yes.last().unwrap().0.to_prob();
     let ask = 1.0 - no.last().unwrap().0.to_prob();
     assert!(bid < ask);
-    assert!(bid <= fair + 0.02 && ask >= fair - 0.02, "bid {bid} ask {ask} fair {fair}");
+    assert!(
+        bid <= fair + 0.02 && ask >= fair - 0.02,
+        "bid {bid} ask {ask} fair {fair}"
+    );
     // Planted edge: the quoted mid is pulled toward 0.5 by (1 − edge).
     for fair in [0.1, 0.3, 0.8, 0.95] {
         let ladder_fair = e.target_ladder(fair);
         let mut shrunk = busy(5, 0.5);
         let ladder_edge = shrunk.target_ladder(fair);
         let mid = |l: &Vec<(Side, Price)>| {
-            let b = l.iter().filter(|x| x.0 == Side::Bid).map(|x| x.1).max().unwrap();
-            let a = l.iter().filter(|x| x.0 == Side::Ask).map(|x| x.1).min().unwrap();
+            let b = l
+                .iter()
+                .filter(|x| x.0 == Side::Bid)
+                .map(|x| x.1)
+                .max()
+                .unwrap();
+            let a = l
+                .iter()
+                .filter(|x| x.0 == Side::Ask)
+                .map(|x| x.1)
+                .min()
+                .unwrap();
             (b.to_prob() + a.to_prob()) / 2.0
         };
         let want = 0.5 + (fair - 0.5) * 0.5;
-        assert!((mid(&ladder_edge) - want).abs() <= 0.011, "fair {fair}: {}", mid(&ladder_edge));
-        assert!((mid(&ladder_fair) - fair).abs() <= 0.011, "fair {fair}: {}", mid(&ladder_fair));
+        assert!(
+            (mid(&ladder_edge) - want).abs() <= 0.011,
+            "fair {fair}: {}",
+            mid(&ladder_edge)
+        );
+        assert!(
+            (mid(&ladder_fair) - fair).abs() <= 0.011,
+            "fair {fair}: {}",
+            mid(&ladder_fair)
+        );
         shrunk.take_events();
     }
 }
@@ -469,7 +578,10 @@ fn grid_rounding() {
     assert_eq!(g.floor(d("0.0557")), Some(d("0.055")));
     assert_eq!(g.ceil(d("0.9991")), None);
     assert_eq!(g.floor(d("0.0004")), None);
-    assert_eq!(PriceLevelStructure::LinearCent.ceil(d("0.0004")), Some(d("0.01")));
+    assert_eq!(
+        PriceLevelStructure::LinearCent.ceil(d("0.0004")),
+        Some(d("0.01"))
+    );
     assert_eq!(dollars_with_commas(6_348_516), "63,485.16");
     assert_eq!(dollars_with_commas(5), "0.05");
 }

@@ -343,6 +343,14 @@ pub struct BookDelta {
     pub ts_ms: i64,
 }
 
+/// The fields of a [`TickerState`] whose change triggers a `ticker` message.
+pub type TickerKey = (
+    Option<(Price, Count)>,
+    Option<(Price, Count)>,
+    Option<Price>,
+    Count,
+);
+
 /// Top of book and activity of one market (the `ticker` channel).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TickerState {
@@ -362,7 +370,7 @@ pub struct TickerState {
 
 impl TickerState {
     /// The fields whose change triggers a `ticker` message.
-    pub fn key(&self) -> (Option<(Price, Count)>, Option<(Price, Count)>, Option<Price>, Count) {
+    pub fn key(&self) -> TickerKey {
         (self.yes_bid, self.yes_ask, self.last_price, self.volume)
     }
 }

@@ -28,7 +28,13 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 }
 
 fn bad(e: impl std::fmt::Display) -> Response {
-    ApiError::new(400, "invalid_parameters", "invalid request body", e.to_string()).into_response()
+    ApiError::new(
+        400,
+        "invalid_parameters",
+        "invalid request body",
+        e.to_string(),
+    )
+    .into_response()
 }
 
 async fn inject(State(s): State<Arc<Shared>>, body: Bytes) -> Response {

@@ -71,6 +71,7 @@ pub enum ClockMode {
 
 /// The API key the simulator accepts.
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // built once per simulator
 pub enum KeySetup {
     /// A throwaway key pair (see [`Sim::credentials`]; written to `key_dir` if set).
     Generate,
@@ -330,7 +331,12 @@ impl SimHandle {
     }
 
     /// Registers another API key with its own account.
-    pub fn add_user(&self, key_id: &ApiKeyId, public_key: RsaPublicKey, balance: Money) -> AccountId {
+    pub fn add_user(
+        &self,
+        key_id: &ApiKeyId,
+        public_key: RsaPublicKey,
+        balance: Money,
+    ) -> AccountId {
         self.shared
             .with(|core| {
                 let account = core.engine.add_user(balance);
@@ -365,7 +371,9 @@ pub struct Sim {
 
 impl std::fmt::Debug for Sim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sim").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("Sim")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 
@@ -429,7 +437,9 @@ pub async fn spawn(cfg: SimConfig) -> Result<Sim, SimError> {
                 .map_err(|e| SimError::Config(e.to_string()))??;
             (id.clone(), key.public_key(), Some((id, key)))
         }
-        KeySetup::Private { key_id, key } => (key_id.clone(), key.public_key(), Some((key_id, key))),
+        KeySetup::Private { key_id, key } => {
+            (key_id.clone(), key.public_key(), Some((key_id, key)))
+        }
         KeySetup::Public { key_id, public_key } => (key_id, public_key, None),
     };
     let key_files = match (&cfg.key_dir, &credentials) {
@@ -453,9 +463,17 @@ pub async fn spawn(cfg: SimConfig) -> Result<Sim, SimError> {
             step_ms,
         } => {
             if !(*start_price > 0.0 && *sigma_per_sqrt_s >= 0.0 && *step_ms > 0) {
-                return Err(SimError::Config("random walk parameters must be positive".into()));
+                return Err(SimError::Config(
+                    "random walk parameters must be positive".into(),
+                ));
             }
-            Box::new(RandomWalk::new(ecfg.seed, origin, *start_price, *sigma_per_sqrt_s, *step_ms))
+            Box::new(RandomWalk::new(
+                ecfg.seed,
+                origin,
+                *start_price,
+                *sigma_per_sqrt_s,
+                *step_ms,
+            ))
         }
         PathSpec::Bars { csv } => Box::new(BarsPath::from_csv(csv, origin)?),
     };
@@ -515,9 +533,10 @@ pub async fn spawn(cfg: SimConfig) -> Result<Sim, SimError> {
         .merge(control::router(shared.clone()));
     let mut stop = shutdown_rx.clone();
     let server = tokio::spawn(async move {
-        let serve = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        });
+        let serve =
+            axum::serve(listener, app.into_make_service()).with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            });
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "server stopped");
         }

@@ -135,16 +135,11 @@ pub(crate) fn classify(method: &axum::http::Method, path: &str) -> (Bucket, f64)
     let p = path.strip_prefix(super::REST_PREFIX).unwrap_or(path);
     let write = *method != Method::GET && *method != Method::HEAD;
     let bucket = if write { Bucket::Write } else { Bucket::Read };
-    let cost = if *method == Method::DELETE && p.starts_with("/portfolio/events/orders") {
-        2.0
-    } else if *method == Method::GET
+    let cancel = *method == Method::DELETE && p.starts_with("/portfolio/events/orders");
+    let single_order = *method == Method::GET
         && p.starts_with("/portfolio/orders/")
-        && p.len() > "/portfolio/orders/".len()
-    {
-        2.0
-    } else {
-        10.0
-    };
+        && p.len() > "/portfolio/orders/".len();
+    let cost = if cancel || single_order { 2.0 } else { 10.0 };
     (bucket, cost)
 }
 

@@ -31,7 +31,12 @@ pub(crate) enum ApiError {
 }
 
 impl ApiError {
-    pub(crate) fn new(status: u16, code: &str, message: &str, details: impl Into<String>) -> ApiError {
+    pub(crate) fn new(
+        status: u16,
+        code: &str,
+        message: &str,
+        details: impl Into<String>,
+    ) -> ApiError {
         ApiError::Status(
             StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             ErrorBody::new(code, message, details),
@@ -61,7 +66,12 @@ impl From<OrderError> for ApiError {
 
 impl From<BadRequest> for ApiError {
     fn from(e: BadRequest) -> ApiError {
-        ApiError::new(400, "invalid_parameters", "invalid request body", e.to_string())
+        ApiError::new(
+            400,
+            "invalid_parameters",
+            "invalid request body",
+            e.to_string(),
+        )
     }
 }
 
@@ -132,14 +142,21 @@ impl Query {
         match self.int("limit")? {
             None => Ok(default),
             Some(n) if n >= 1 && n as usize <= max => Ok(n as usize),
-            Some(n) => Err(ApiError::bad(format!("limit: {n} must be between 1 and {max}"))),
+            Some(n) => Err(ApiError::bad(format!(
+                "limit: {n} must be between 1 and {max}"
+            ))),
         }
     }
 }
 
 /// One page of `items` (sorted ascending by key) after the query's cursor. The cursor is the
 /// last returned key, opaque (base64url); empty on the last page.
-fn page<T>(items: Vec<(String, T)>, q: &Query, default: usize, max: usize) -> Result<(Vec<T>, String), ApiError> {
+fn page<T>(
+    items: Vec<(String, T)>,
+    q: &Query,
+    default: usize,
+    max: usize,
+) -> Result<(Vec<T>, String), ApiError> {
     let limit = q.limit(default, max)?;
     let after = match q.get("cursor") {
         None => None,
@@ -148,7 +165,9 @@ fn page<T>(items: Vec<(String, T)>, q: &Query, default: usize, max: usize) -> Re
                 .decode(c)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| ApiError::bad(format!("cursor: {c:?} is not a cursor this server issued")))?,
+                .ok_or_else(|| {
+                    ApiError::bad(format!("cursor: {c:?} is not a cursor this server issued"))
+                })?,
         ),
     };
     let mut rest = items
@@ -189,7 +208,12 @@ pub(crate) struct Caller {
 }
 
 /// Checks Kalshi's three headers against the registered keys.
-pub(crate) fn authenticate(shared: &Shared, method: &str, path: &str, headers: &HeaderMap) -> Result<Caller, ApiError> {
+pub(crate) fn authenticate(
+    shared: &Shared,
+    method: &str,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<Caller, ApiError> {
     let h = |name: &str| {
         headers
             .get(name)
@@ -201,7 +225,9 @@ pub(crate) fn authenticate(shared: &Shared, method: &str, path: &str, headers: &
         tracing::info!(method, path, reason = d, "authentication failed");
         ApiError::auth(d)
     };
-    let (Some(key), Some(ts), Some(sig)) = (h(HEADER_KEY), h(HEADER_TIMESTAMP), h(HEADER_SIGNATURE)) else {
+    let (Some(key), Some(ts), Some(sig)) =
+        (h(HEADER_KEY), h(HEADER_TIMESTAMP), h(HEADER_SIGNATURE))
+    else {
         return Err(fail("MISSING_AUTHENTICATION_HEADERS"));
     };
     let user = shared
@@ -236,7 +262,9 @@ fn fault_response(status: u16) -> Response {
 async fn gate(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
     match shared.faults.http() {
         Some(HttpFault::Status(s)) => return fault_response(s),
-        Some(HttpFault::Delay(ms)) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
+        Some(HttpFault::Delay(ms)) => {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await
+        }
         None => {}
     }
     let path = req.uri().path().to_string();
@@ -270,7 +298,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let p = |s: &str| format!("{REST_PREFIX}{s}");
     Router::new()
         .route(&p("/exchange/status"), get(exchange_status))
-        .route(&p("/exchange/user_data_timestamp"), get(user_data_timestamp))
+        .route(
+            &p("/exchange/user_data_timestamp"),
+            get(user_data_timestamp),
+        )
         .route(&p("/series"), get(series_list))
         .route(&p("/series/{series}"), get(series_one))
         .route(&p("/events"), get(events))
@@ -282,17 +313,29 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(&p("/markets/{ticker}/orderbook"), get(orderbook))
         .route(&p("/historical/cutoff"), get(historical_cutoff))
         .route(&p("/historical/markets"), get(historical_markets))
-        .route(&p("/historical/markets/{ticker}"), get(historical_market_one))
+        .route(
+            &p("/historical/markets/{ticker}"),
+            get(historical_market_one),
+        )
         .route(&p("/account/limits"), get(account_limits))
         .route(&p("/portfolio/balance"), get(balance))
         .route(&p("/portfolio/positions"), get(positions))
-        .route(&p("/portfolio/orders"), get(orders).post(legacy).delete(legacy))
+        .route(
+            &p("/portfolio/orders"),
+            get(orders).post(legacy).delete(legacy),
+        )
         .route(&p("/portfolio/orders/batched"), post(legacy).delete(legacy))
         .route(&p("/portfolio/orders/{id}"), get(order_one).delete(legacy))
         .route(&p("/portfolio/fills"), get(fills))
         .route(&p("/portfolio/settlements"), get(settlements))
-        .route(&p("/portfolio/events/orders"), post(create_order).delete(cancel_all))
-        .route(&p("/portfolio/events/orders/batched"), post(batch_create).delete(batch_cancel))
+        .route(
+            &p("/portfolio/events/orders"),
+            post(create_order).delete(cancel_all),
+        )
+        .route(
+            &p("/portfolio/events/orders/batched"),
+            post(batch_create).delete(batch_cancel),
+        )
         .route(&p("/portfolio/events/orders/{id}"), delete(cancel_order))
         .layer(middleware::from_fn_with_state(shared.clone(), gate))
         .fallback(fallback)
@@ -306,7 +349,11 @@ async fn fallback(method: Method, uri: axum::http::Uri) -> Response {
         if let Some(q) = uri.query() {
             to = format!("{to}?{q}");
         }
-        return (StatusCode::MOVED_PERMANENTLY, [(axum::http::header::LOCATION, to)]).into_response();
+        return (
+            StatusCode::MOVED_PERMANENTLY,
+            [(axum::http::header::LOCATION, to)],
+        )
+            .into_response();
     }
     ApiError::not_found(format!("no route for {method} {path}")).into_response()
 }
@@ -384,7 +431,9 @@ fn is_historical(m: &MarketInfo, cutoff: i64) -> bool {
 }
 
 /// `status` filter value → does a market match.
-fn status_filter(q: &Query) -> Result<Option<fn(MarketStatus) -> bool>, ApiError> {
+type StatusPredicate = fn(MarketStatus) -> bool;
+
+fn status_filter(q: &Query) -> Result<Option<StatusPredicate>, ApiError> {
     Ok(match q.get("status") {
         None => None,
         Some("unopened") => Some(|s| s == MarketStatus::Initialized),
@@ -401,7 +450,7 @@ fn status_filter(q: &Query) -> Result<Option<fn(MarketStatus) -> bool>, ApiError
 }
 
 struct MarketFilter {
-    status: Option<fn(MarketStatus) -> bool>,
+    status: Option<StatusPredicate>,
     series: Option<String>,
     events: Vec<String>,
     tickers: Vec<String>,
@@ -430,21 +479,38 @@ impl MarketFilter {
         let has = |r: (Option<i64>, Option<i64>)| r.0.is_some() || r.1.is_some();
         // Filter compatibility (API.md §4.1).
         if has(created) && !matches!(st, None | Some("unopened") | Some("open")) {
-            return Err(ApiError::bad("created_ts filters only combine with status unopened or open"));
+            return Err(ApiError::bad(
+                "created_ts filters only combine with status unopened or open",
+            ));
         }
         if has(close) && !matches!(st, None | Some("closed")) {
-            return Err(ApiError::bad("close_ts filters only combine with status closed"));
+            return Err(ApiError::bad(
+                "close_ts filters only combine with status closed",
+            ));
         }
         if has(settled) && !matches!(st, None | Some("settled")) {
-            return Err(ApiError::bad("settled_ts filters only combine with status settled"));
+            return Err(ApiError::bad(
+                "settled_ts filters only combine with status settled",
+            ));
         }
-        if [has(created), has(close), has(settled)].iter().filter(|x| **x).count() > 1 {
-            return Err(ApiError::bad("only one family of timestamp filters per request"));
+        if [has(created), has(close), has(settled)]
+            .iter()
+            .filter(|x| **x)
+            .count()
+            > 1
+        {
+            return Err(ApiError::bad(
+                "only one family of timestamp filters per request",
+            ));
         }
         let mve_only = match q.get("mve_filter") {
             None | Some("exclude") => false,
             Some("only") => true,
-            Some(o) => return Err(ApiError::bad(format!("mve_filter: {o:?} must be only or exclude"))),
+            Some(o) => {
+                return Err(ApiError::bad(format!(
+                    "mve_filter: {o:?} must be only or exclude"
+                )))
+            }
         };
         Ok(MarketFilter {
             status,
@@ -462,7 +528,7 @@ impl MarketFilter {
         !self.mve_only
             && self.status.is_none_or(|f| f(m.status))
             && self.series.as_ref().is_none_or(|s| m.series.as_str() == s)
-            && (self.events.is_empty() || self.events.iter().any(|e| *e == m.event_ticker))
+            && (self.events.is_empty() || self.events.contains(&m.event_ticker))
             && (self.tickers.is_empty() || self.tickers.iter().any(|t| t == m.ticker.as_str()))
             && in_range(Some(m.created_ms), self.created)
             && in_range(Some(m.close_ms), self.close)
@@ -483,7 +549,12 @@ fn list_markets(s: &Shared, raw: Option<String>, historical: bool) -> ApiResult 
                 .map(|m| (market_key(m), m))
                 .collect();
             let (pg, cursor) = page(items, &q, 100, 1000)?;
-            Ok::<_, ApiError>((pg.into_iter().map(|m| market_wire(core, m)).collect::<Vec<_>>(), cursor))
+            Ok::<_, ApiError>((
+                pg.into_iter()
+                    .map(|m| market_wire(core, m))
+                    .collect::<Vec<_>>(),
+                cursor,
+            ))
         })
         .0?;
     ok(json!({ "markets": markets, "cursor": cursor }))
@@ -509,7 +580,12 @@ fn one_market(s: &Shared, ticker: &str, historical: bool) -> ApiResult {
         .0;
     match r {
         Some(m) => ok(json!({ "market": m })),
-        None => Err(ApiError::new(404, "market_not_found", "market not found", ticker.to_string())),
+        None => Err(ApiError::new(
+            404,
+            "market_not_found",
+            "market not found",
+            ticker.to_string(),
+        )),
     }
 }
 
@@ -517,7 +593,10 @@ async fn market_one(State(s): State<Arc<Shared>>, Path(ticker): Path<String>) ->
     one_market(&s, &ticker, false)
 }
 
-async fn historical_market_one(State(s): State<Arc<Shared>>, Path(ticker): Path<String>) -> ApiResult {
+async fn historical_market_one(
+    State(s): State<Arc<Shared>>,
+    Path(ticker): Path<String>,
+) -> ApiResult {
     one_market(&s, &ticker, true)
 }
 
@@ -551,11 +630,17 @@ fn depth(q: &Query) -> Result<usize, ApiError> {
     match q.int("depth")? {
         None => Ok(0),
         Some(d) if (0..=100).contains(&d) => Ok(d as usize),
-        Some(d) => Err(ApiError::bad(format!("depth: {d} must be between 0 and 100"))),
+        Some(d) => Err(ApiError::bad(format!(
+            "depth: {d} must be between 0 and 100"
+        ))),
     }
 }
 
-async fn orderbook(State(s): State<Arc<Shared>>, Path(ticker): Path<String>, RawQuery(raw): RawQuery) -> ApiResult {
+async fn orderbook(
+    State(s): State<Arc<Shared>>,
+    Path(ticker): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
     let q = Query::parse(raw.as_deref());
     let d = depth(&q)?;
     let r = s
@@ -569,7 +654,12 @@ async fn orderbook(State(s): State<Arc<Shared>>, Path(ticker): Path<String>, Raw
         .0;
     match r {
         Some(b) => ok(json!({ "orderbook_fp": b })),
-        None => Err(ApiError::new(404, "market_not_found", "market not found", ticker)),
+        None => Err(ApiError::new(
+            404,
+            "market_not_found",
+            "market not found",
+            ticker,
+        )),
     }
 }
 
@@ -587,7 +677,9 @@ async fn orderbooks(State(s): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Ap
                 .map(|t| {
                     book_json(core, t, d)
                         .map(|b| json!({ "ticker": t, "orderbook_fp": b }))
-                        .ok_or_else(|| ApiError::new(404, "market_not_found", "market not found", t.clone()))
+                        .ok_or_else(|| {
+                            ApiError::new(404, "market_not_found", "market not found", t.clone())
+                        })
                 })
                 .collect::<Result<Vec<_>, _>>()
         })
@@ -626,7 +718,8 @@ async fn events(State(s): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiRes
     let (events, cursor) = s
         .with(|core| {
             let now = core.engine.now_ms();
-            let mut by_event: std::collections::BTreeMap<String, Vec<&MarketInfo>> = Default::default();
+            let mut by_event: std::collections::BTreeMap<String, Vec<&MarketInfo>> =
+                Default::default();
             for m in core.engine.markets() {
                 by_event.entry(m.event_ticker.clone()).or_default().push(m);
             }
@@ -635,11 +728,16 @@ async fn events(State(s): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiRes
                 .filter(|ms| status.is_none_or(|f| ms.iter().any(|m| f(m.status))))
                 .filter(|ms| series.as_ref().is_none_or(|x| ms[0].series.as_str() == x))
                 .filter(|ms| wanted.is_empty() || wanted.contains(&ms[0].event_ticker))
-                .filter(|ms| min_close.is_none_or(|t| ms.iter().any(|m| m.close_ms.div_euclid(1000) >= t)))
+                .filter(|ms| {
+                    min_close.is_none_or(|t| ms.iter().any(|m| m.close_ms.div_euclid(1000) >= t))
+                })
                 .map(|ms| {
                     let markets = nested.then(|| ms.iter().map(|m| market_wire(core, m)).collect());
                     let updated = ms.iter().map(|m| m.updated_ms).max().unwrap_or(now);
-                    (market_key(ms[0]), wire::EventData::new(ms[0], markets, updated))
+                    (
+                        market_key(ms[0]),
+                        wire::EventData::new(ms[0], markets, updated),
+                    )
                 })
                 .collect();
             page(items, &q, 200, 200)
@@ -648,12 +746,20 @@ async fn events(State(s): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiRes
     ok(json!({ "events": events, "cursor": cursor }))
 }
 
-async fn event_one(State(s): State<Arc<Shared>>, Path(event): Path<String>, RawQuery(raw): RawQuery) -> ApiResult {
+async fn event_one(
+    State(s): State<Arc<Shared>>,
+    Path(event): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
     let q = Query::parse(raw.as_deref());
     let nested = q.flag("with_nested_markets")?;
     let r = s
         .with(|core| {
-            let ms: Vec<&MarketInfo> = core.engine.markets().filter(|m| m.event_ticker == event).collect();
+            let ms: Vec<&MarketInfo> = core
+                .engine
+                .markets()
+                .filter(|m| m.event_ticker == event)
+                .collect();
             if ms.is_empty() {
                 return None;
             }
@@ -714,7 +820,11 @@ async fn balance(State(s): State<Arc<Shared>>, Extension(c): Extension<Caller>) 
     }))
 }
 
-async fn positions(State(s): State<Arc<Shared>>, Extension(c): Extension<Caller>, RawQuery(raw): RawQuery) -> ApiResult {
+async fn positions(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<Caller>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
     let q = Query::parse(raw.as_deref());
     let ticker = q.get("ticker").map(str::to_string);
     let event = q.get("event_ticker").map(str::to_string);
@@ -722,12 +832,18 @@ async fn positions(State(s): State<Arc<Shared>>, Extension(c): Extension<Caller>
         "all" => None,
         "unsettled" => Some(false),
         "settled" => Some(true),
-        o => return Err(ApiError::bad(format!("settlement_status: {o:?} must be all, unsettled or settled"))),
+        o => {
+            return Err(ApiError::bad(format!(
+                "settlement_status: {o:?} must be all, unsettled or settled"
+            )))
+        }
     };
     let count_filter = q.list("count_filter");
     for f in &count_filter {
         if f != "position" && f != "total_traded" {
-            return Err(ApiError::bad(format!("count_filter: {f:?} must be position or total_traded")));
+            return Err(ApiError::bad(format!(
+                "count_filter: {f:?} must be position or total_traded"
+            )));
         }
     }
     let (mps, eps, cursor) = s
@@ -746,12 +862,20 @@ async fn positions(State(s): State<Arc<Shared>>, Extension(c): Extension<Caller>
                                 _ => p.total_traded != Money::ZERO,
                             }))
                 })
-                .map(|(m, p)| (m.ticker.to_string(), (m.ticker.to_string(), m.event_ticker.clone(), p.clone())))
+                .map(|(m, p)| {
+                    (
+                        m.ticker.to_string(),
+                        (m.ticker.to_string(), m.event_ticker.clone(), p.clone()),
+                    )
+                })
                 .collect();
             let (pg, cursor) = page(items, &q, 100, 1000)?;
-            let mps: Vec<wire::MarketPositionWire> =
-                pg.iter().map(|(t, _, p)| wire::MarketPositionWire::new(t, p)).collect();
-            let mut by_event: std::collections::BTreeMap<&str, Vec<&crate::engine::Position>> = Default::default();
+            let mps: Vec<wire::MarketPositionWire> = pg
+                .iter()
+                .map(|(t, _, p)| wire::MarketPositionWire::new(t, p))
+                .collect();
+            let mut by_event: std::collections::BTreeMap<&str, Vec<&crate::engine::Position>> =
+                Default::default();
             for (_, e, p) in &pg {
                 by_event.entry(e.as_str()).or_default().push(p);
             }
@@ -765,7 +889,11 @@ async fn positions(State(s): State<Arc<Shared>>, Extension(c): Extension<Caller>
     ok(json!({ "market_positions": mps, "event_positions": eps, "cursor": cursor }))
 }
 
-async fn orders(State(s): State<Arc<Shared>>, Extension(c): Extension<Caller>, RawQuery(raw): RawQuery) -> ApiResult {
+async fn orders(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<Caller>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
     let q = Query::parse(raw.as_deref());
     let ticker = q.get("ticker").map(str::to_string);
     let events = q.list("event_ticker");
@@ -778,7 +906,11 @@ async fn orders(State(s): State<Arc<Shared>>, Extension(c): Extension<Caller>, R
         Some("resting") => Some(OrderStatus::Resting),
         Some("canceled") => Some(OrderStatus::Canceled),
         Some("executed") => Some(OrderStatus::Executed),
-        Some(o) => return Err(ApiError::bad(format!("status: {o:?} must be resting, canceled or executed"))),
+        Some(o) => {
+            return Err(ApiError::bad(format!(
+                "status: {o:?} must be resting, canceled or executed"
+            )))
+        }
     };
     let seed = s.seed;
     let (orders, cursor) = s
@@ -804,7 +936,11 @@ async fn orders(State(s): State<Arc<Shared>>, Extension(c): Extension<Caller>, R
     ok(json!({ "orders": orders, "cursor": cursor }))
 }
 
-async fn order_one(State(s): State<Arc<Shared>>, Extension(c): Extension<Caller>, Path(id): Path<String>) -> ApiResult {
+async fn order_one(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
     let seed = s.seed;
     let r = s
         .with(|core| {
@@ -820,7 +956,11 @@ async fn order_one(State(s): State<Arc<Shared>>, Extension(c): Extension<Caller>
     }
 }
 
-async fn fills(State(s): State<Arc<Shared>>, Extension(c): Extension<Caller>, RawQuery(raw): RawQuery) -> ApiResult {
+async fn fills(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<Caller>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
     let q = Query::parse(raw.as_deref());
     let ticker = q.get("ticker").map(str::to_string);
     let order_id = q.get("order_id").map(str::to_string);
@@ -844,7 +984,11 @@ async fn fills(State(s): State<Arc<Shared>>, Extension(c): Extension<Caller>, Ra
     ok(json!({ "fills": fills, "cursor": cursor }))
 }
 
-async fn settlements(State(s): State<Arc<Shared>>, Extension(c): Extension<Caller>, RawQuery(raw): RawQuery) -> ApiResult {
+async fn settlements(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<Caller>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
     let q = Query::parse(raw.as_deref());
     let ticker = q.get("ticker").map(str::to_string);
     let event = q.get("event_ticker").map(str::to_string);
@@ -876,9 +1020,13 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiErro
     serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("request body: {e}")))
 }
 
-fn place_one(s: &Shared, account: AccountId, item: &Value) -> Result<(crate::engine::Order, i64), ApiError> {
-    let body: wire::CreateOrderV2Request =
-        serde_json::from_value(item.clone()).map_err(|e| ApiError::bad(format!("request body: {e}")))?;
+fn place_one(
+    s: &Shared,
+    account: AccountId,
+    item: &Value,
+) -> Result<(crate::engine::Order, i64), ApiError> {
+    let body: wire::CreateOrderV2Request = serde_json::from_value(item.clone())
+        .map_err(|e| ApiError::bad(format!("request body: {e}")))?;
     let req = body.to_request()?;
     let r = s
         .with(|core| {
@@ -895,7 +1043,11 @@ fn lose_connection() -> ! {
     std::panic::resume_unwind(Box::new("kalshi_sim: order response lost on purpose"))
 }
 
-async fn create_order(State(s): State<Arc<Shared>>, Extension(c): Extension<Caller>, body: Bytes) -> ApiResult {
+async fn create_order(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<Caller>,
+    body: Bytes,
+) -> ApiResult {
     let v: Value = parse_body(&body)?;
     let (order, now) = place_one(&s, c.account, &v)?;
     tracing::debug!(order_id = %order.id, status = order.status.as_str(), "order placed");
@@ -906,13 +1058,19 @@ async fn create_order(State(s): State<Arc<Shared>>, Extension(c): Extension<Call
         Some(LoseMode::CloseConnection) => lose_connection(),
         None => {}
     }
-    Ok((StatusCode::CREATED, Json(wire::CreateOrderV2Response::new(&order, now))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(wire::CreateOrderV2Response::new(&order, now)),
+    )
+        .into_response())
 }
 
 fn error_item(e: ApiError) -> Value {
     match e {
         ApiError::Status(_, b) => serde_json::to_value(b.error).unwrap_or(Value::Null),
-        ApiError::RateLimited => json!({"code": "too_many_requests", "message": "too many requests", "details": ""}),
+        ApiError::RateLimited => {
+            json!({"code": "too_many_requests", "message": "too many requests", "details": ""})
+        }
     }
 }
 
@@ -942,7 +1100,12 @@ fn max_batch(s: &Shared, per_item: f64) -> usize {
     }
 }
 
-async fn batch_create(State(s): State<Arc<Shared>>, Extension(c): Extension<Caller>, headers: HeaderMap, body: Bytes) -> ApiResult {
+async fn batch_create(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
     let b: wire::BatchCreateRequest = parse_body(&body)?;
     let max = max_batch(&s, 10.0);
     if b.orders.is_empty() || b.orders.len() > max {
@@ -952,7 +1115,10 @@ async fn batch_create(State(s): State<Arc<Shared>>, Extension(c): Extension<Call
     let mut out = Vec::new();
     for item in &b.orders {
         match place_one(&s, c.account, item) {
-            Ok((o, now)) => out.push(serde_json::to_value(wire::CreateOrderV2Response::new(&o, now)).unwrap_or(Value::Null)),
+            Ok((o, now)) => out.push(
+                serde_json::to_value(wire::CreateOrderV2Response::new(&o, now))
+                    .unwrap_or(Value::Null),
+            ),
             Err(e) => out.push(json!({
                 "order_id": null,
                 "client_order_id": item.get("client_order_id").cloned().unwrap_or(Value::Null),
@@ -967,23 +1133,37 @@ fn cancel_one(s: &Shared, account: AccountId, id: &str) -> Result<Value, ApiErro
     let (order, reduced, now) = s
         .with(|core| {
             let now = core.engine.now_ms();
-            core.engine.cancel_order(account, id).map(|(o, r)| (o, r, now))
+            core.engine
+                .cancel_order(account, id)
+                .map(|(o, r)| (o, r, now))
         })
         .0?;
     Ok(serde_json::to_value(wire::CancelOrderV2Response {
         order_id: order.id.to_string(),
-        client_order_id: order.client_order_id.map(|c| c.to_string()).unwrap_or_default(),
+        client_order_id: order
+            .client_order_id
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
         reduced_by: reduced.to_fp_string(),
         ts_ms: now,
     })
     .unwrap_or(Value::Null))
 }
 
-async fn cancel_order(State(s): State<Arc<Shared>>, Extension(c): Extension<Caller>, Path(id): Path<String>) -> ApiResult {
+async fn cancel_order(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
     ok(cancel_one(&s, c.account, &id)?)
 }
 
-async fn batch_cancel(State(s): State<Arc<Shared>>, Extension(c): Extension<Caller>, headers: HeaderMap, body: Bytes) -> ApiResult {
+async fn batch_cancel(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
     let b: wire::BatchCancelRequest = parse_body(&body)?;
     let ids: Vec<String> = match (b.orders, b.ids) {
         (Some(o), _) => o.into_iter().map(|x| x.order_id).collect(),

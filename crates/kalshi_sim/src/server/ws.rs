@@ -24,7 +24,9 @@ use crate::faults::SeqFault;
 use crate::wire;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new().route(WS_PATH, get(upgrade)).with_state(shared)
+    Router::new()
+        .route(WS_PATH, get(upgrade))
+        .with_state(shared)
 }
 
 async fn upgrade(
@@ -40,8 +42,13 @@ async fn upgrade(
     let ws = match ws {
         Ok(ws) => ws,
         Err(r) => {
-            return ApiError::new(400, "bad_request", "expected a WebSocket upgrade", r.body_text())
-                .into_response()
+            return ApiError::new(
+                400,
+                "bad_request",
+                "expected a WebSocket upgrade",
+                r.body_text(),
+            )
+            .into_response()
         }
     };
     s.faults.count_ws_connection();
@@ -269,7 +276,11 @@ impl Conn {
             .0;
         match missing {
             Some(t) => {
-                self.error(id, WsError(16, "Market not found"), Some(("market_ticker", json!(t))));
+                self.error(
+                    id,
+                    WsError(16, "Market not found"),
+                    Some(("market_ticker", json!(t))),
+                );
                 false
             }
             None => true,
@@ -283,7 +294,12 @@ impl Conn {
         let names: Vec<String> = params
             .get("channels")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default();
         if names.is_empty() {
             return self.error(id, WsError(3, "Channels required"), None);
@@ -293,12 +309,18 @@ impl Conn {
             match Channel::parse(n) {
                 Some(c) => channels.push(c),
                 None => {
-                    return self.error(id, WsError(8, "Unknown channel name"), Some(("channel", json!(n))))
+                    return self.error(
+                        id,
+                        WsError(8, "Unknown channel name"),
+                        Some(("channel", json!(n))),
+                    )
                 }
             }
         }
         let markets = selector(&params);
-        if channels.contains(&Channel::OrderbookDelta) && markets.as_ref().is_none_or(|m| m.is_empty()) {
+        if channels.contains(&Channel::OrderbookDelta)
+            && markets.as_ref().is_none_or(|m| m.is_empty())
+        {
             return self.error(id, WsError(14, "Market Ticker required"), None);
         }
         if let Some(m) = &markets {
@@ -470,7 +492,11 @@ impl Conn {
                     }
                     self.respond(id, v);
                 }
-                None => self.error(id, WsError(7, "Unknown subscription ID"), Some(("sid", json!(sid)))),
+                None => self.error(
+                    id,
+                    WsError(7, "Unknown subscription ID"),
+                    Some(("sid", json!(sid))),
+                ),
             }
         }
     }
@@ -479,22 +505,46 @@ impl Conn {
         let Some(params) = params.filter(Value::is_object) else {
             return self.error(id, WsError(2, "Params required"), None);
         };
-        let sid = match (params.get("sid").and_then(Value::as_u64), params.get("sids")) {
+        let sid = match (
+            params.get("sid").and_then(Value::as_u64),
+            params.get("sids"),
+        ) {
             (Some(s), None) => s,
-            (None, Some(Value::Array(a))) if a.len() == 1 && a[0].is_u64() => a[0].as_u64().unwrap_or(0),
-            _ => return self.error(id, WsError(12, "Exactly one subscription ID is required"), None),
+            (None, Some(Value::Array(a))) if a.len() == 1 && a[0].is_u64() => {
+                a[0].as_u64().unwrap_or(0)
+            }
+            _ => {
+                return self.error(
+                    id,
+                    WsError(12, "Exactly one subscription ID is required"),
+                    None,
+                )
+            }
         };
-        let Some(action) = params.get("action").and_then(Value::as_str).map(str::to_string) else {
+        let Some(action) = params
+            .get("action")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
             return self.error(id, WsError(15, "Action required"), None);
         };
         let Some(channel) = self.subs.get(&sid).map(|s| s.channel) else {
-            return self.error(id, WsError(7, "Unknown subscription ID"), Some(("sid", json!(sid))));
+            return self.error(
+                id,
+                WsError(7, "Unknown subscription ID"),
+                Some(("sid", json!(sid))),
+            );
         };
         let tickers = if action == "get_snapshot" {
             params
                 .get("market_tickers")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect::<Vec<_>>())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                })
         } else {
             selector(&params)
         };
@@ -530,7 +580,11 @@ impl Conn {
             }
             "get_snapshot" => {
                 if channel != Channel::OrderbookDelta {
-                    return self.error(id, WsError(13, "Unsupported action for this channel"), None);
+                    return self.error(
+                        id,
+                        WsError(13, "Unsupported action for this channel"),
+                        None,
+                    );
                 }
                 let sub = self.subs.get(&sid).expect("sub");
                 if let Some(t) = tickers.iter().find(|t| !sub.has(t)) {
@@ -576,8 +630,13 @@ impl Conn {
                         if !fresh {
                             continue;
                         }
-                        let id = sub.market_ids.get(d.ticker.as_str()).cloned().unwrap_or_default();
-                        let msg = wire::WsDelta::new(d, &id, sub.use_yes_price, d.owner == self.account);
+                        let id = sub
+                            .market_ids
+                            .get(d.ticker.as_str())
+                            .cloned()
+                            .unwrap_or_default();
+                        let msg =
+                            wire::WsDelta::new(d, &id, sub.use_yes_price, d.owner == self.account);
                         self.sequenced(sid, "orderbook_delta", &msg);
                     }
                 }
@@ -598,7 +657,11 @@ impl Conn {
                 }
                 Event::UserOrder(o) if o.account == self.account => {
                     for sid in self.matching(Channel::UserOrders, o.ticker.as_str()) {
-                        self.data(sid, "user_order", &wire::WsUserOrder::new(o, self.shared.seed));
+                        self.data(
+                            sid,
+                            "user_order",
+                            &wire::WsUserOrder::new(o, self.shared.seed),
+                        );
                     }
                 }
                 Event::Position {
@@ -607,11 +670,16 @@ impl Conn {
                     position,
                 } if *account == self.account => {
                     for sid in self.matching(Channel::MarketPositions, ticker.as_str()) {
-                        let m = wire::WsMarketPosition::new(&self.user_id, ticker.as_str(), position);
+                        let m =
+                            wire::WsMarketPosition::new(&self.user_id, ticker.as_str(), position);
                         self.data(sid, "market_position", &m);
                     }
                 }
-                Event::Lifecycle { kind, market, ts_ms } => {
+                Event::Lifecycle {
+                    kind,
+                    market,
+                    ts_ms,
+                } => {
                     for sid in self.matching(Channel::MarketLifecycleV2, market.ticker.as_str()) {
                         let m = wire::ws_lifecycle(*kind, market, *ts_ms, det);
                         self.data(sid, "market_lifecycle_v2", &m);
@@ -624,11 +692,19 @@ impl Conn {
 
     /// Fell more than the queue behind: every subscription is dropped with error 25.
     fn overflow(&mut self, missed: u64) {
-        tracing::warn!(missed, subscriptions = self.subs.len(), "slow websocket consumer");
+        tracing::warn!(
+            missed,
+            subscriptions = self.subs.len(),
+            "slow websocket consumer"
+        );
         let sids: Vec<u64> = self.subs.keys().copied().collect();
         self.shared.faults.count_slow_consumer(sids.len() as u64);
         for sid in sids {
-            self.error(0, WsError(25, "Subscription buffer overflow"), Some(("sid", json!(sid))));
+            self.error(
+                0,
+                WsError(25, "Subscription buffer overflow"),
+                Some(("sid", json!(sid))),
+            );
         }
         self.subs.clear();
     }

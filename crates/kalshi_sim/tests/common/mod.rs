@@ -96,7 +96,12 @@ impl Client {
         format!("{}{path}", self.base)
     }
 
-    fn sign(&self, rb: reqwest::RequestBuilder, method: &str, path: &str) -> reqwest::RequestBuilder {
+    fn sign(
+        &self,
+        rb: reqwest::RequestBuilder,
+        method: &str,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
         let full = format!("/trade-api/v2{}", path.split('?').next().unwrap_or(path));
         let h = self.signer.headers(method, &full);
         let mut rb = rb;
@@ -140,7 +145,11 @@ impl Client {
     }
 
     /// The raw response of a signed POST (for lost-response faults).
-    pub async fn spost_raw(&self, path: &str, body: &Value) -> Result<reqwest::Response, reqwest::Error> {
+    pub async fn spost_raw(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> Result<reqwest::Response, reqwest::Error> {
         self.sign(self.http.post(self.url(path)).json(body), "POST", path)
             .send()
             .await
@@ -154,7 +163,8 @@ pub fn order(ticker: &str, side: &str, price: &str, count: &str, tif: &str) -> V
     })
 }
 
-pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub async fn ws_connect(sim: &Sim, key_n: u64) -> Ws {
     let (id, k) = key(key_n);
@@ -163,12 +173,16 @@ pub async fn ws_connect(sim: &Sim, key_n: u64) -> Ws {
     for (name, v) in signer.headers("GET", "/trade-api/ws/v2").pairs() {
         req.headers_mut().insert(name, v.parse().expect("header"));
     }
-    let (ws, _) = tokio_tungstenite::connect_async(req).await.expect("ws connects");
+    let (ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("ws connects");
     ws
 }
 
 pub async fn ws_send(ws: &mut Ws, v: Value) {
-    ws.send(Message::Text(v.to_string().into())).await.expect("send");
+    ws.send(Message::Text(v.to_string().into()))
+        .await
+        .expect("send");
 }
 
 /// Next JSON message (skips control frames). Panics after 20 s: a hang guard, not a timing
