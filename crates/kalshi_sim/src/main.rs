@@ -17,6 +17,9 @@ use pipeline::money::{FeeMultiplier, Money};
 use pipeline::secrets::ApiKeyId;
 use pipeline::SeriesTicker;
 
+/// Where `serve` writes its throwaway credentials unless told otherwise (git-ignored).
+const DEFAULT_KEY_DIR: &str = "pipeline_data/kalshi_sim";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "kalshi_sim",
@@ -63,9 +66,10 @@ struct ServeArgs {
     /// Simulated seconds per real second.
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
-    /// Write a throwaway key to <DIR>/kalshi_sim_key.pem (mode 600) and <DIR>/.env
-    /// (KALSHI_API_KEY_ID=…) for the pipeline's env_file/pem_file config.
-    #[arg(long)]
+    /// Where the throwaway key goes: <DIR>/kalshi_sim_key.pem (mode 600) and <DIR>/.env
+    /// (KALSHI_API_KEY_ID=…), for the pipeline's env_file/pem_file config
+    /// [default: pipeline_data/kalshi_sim]. Not used with --public-key.
+    #[arg(long, conflicts_with = "public_key")]
     key_dir: Option<PathBuf>,
     /// Register this existing public key (PEM) instead of generating one.
     #[arg(long, requires = "key_id")]
@@ -168,7 +172,11 @@ fn config(a: &ServeArgs) -> anyhow::Result<SimConfig> {
         addr: a.addr,
         clock: ClockMode::Realtime { speed: a.speed },
         warmup_markets: a.warmup_markets,
-        key_dir: a.key_dir.clone(),
+        key_dir: match (&a.key_dir, &a.public_key) {
+            (Some(d), _) => Some(d.clone()),
+            (None, None) => Some(PathBuf::from(DEFAULT_KEY_DIR)),
+            (None, Some(_)) => None,
+        },
         historical_age_ms: a.historical_age_seconds * 1000,
         fault_seed: a.fault_seed,
         ..SimConfig::default()

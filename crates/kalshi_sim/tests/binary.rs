@@ -213,3 +213,76 @@ async fn serve_writes_address_and_credentials_then_exits_after_duration() {
         "{rest:?}"
     );
 }
+
+#[tokio::test]
+async fn serve_registers_an_existing_public_key() {
+    use rand::SeedableRng;
+    use rsa::pkcs8::{EncodePublicKey, LineEnding};
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let key = PrivateKey::from_rsa(rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap());
+    let pub_pem = dir.path().join("pub.pem");
+    std::fs::write(
+        &pub_pem,
+        key.public_key().to_public_key_pem(LineEnding::LF).unwrap(),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--duration",
+            "5",
+            "--key-id",
+            "my-key",
+            "--public-key",
+        ])
+        .arg(&pub_pem)
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let _ = tx.send(lines.next().and_then(Result::ok).unwrap_or_default());
+        lines.map_while(Result::ok).collect::<Vec<_>>()
+    });
+    let first = tokio::time::timeout(Duration::from_secs(60), rx)
+        .await
+        .expect("starts")
+        .unwrap();
+    let base = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("REST base in the announcement")
+        .to_string();
+    let path = "/trade-api/v2/portfolio/balance";
+    let http = reqwest::Client::new();
+    for (signer, want) in [
+        (Signer::new(ApiKeyId::new("my-key"), &key), 200),
+        (Signer::new(ApiKeyId::new("other-key"), &key), 401),
+    ] {
+        let mut rb = http.get(format!("{base}/portfolio/balance"));
+        for (k, v) in signer.headers("GET", path).pairs() {
+            rb = rb.header(k, v);
+        }
+        assert_eq!(rb.send().await.unwrap().status(), want);
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let rest = reader.await.unwrap();
+    assert!(
+        rest.iter().all(|l| !l.starts_with("credentials")),
+        "no key files with --public-key: {rest:?}"
+    );
+    assert!(
+        !dir.path().join("pipeline_data").exists(),
+        "nothing written with --public-key"
+    );
+}
