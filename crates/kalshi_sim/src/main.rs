@@ -86,6 +86,9 @@ struct ServeArgs {
     /// Market maker: 0 = quotes centred on fair value; >0 shrinks them toward 50¢.
     #[arg(long, default_value_t = 0.0)]
     planted_edge: f64,
+    /// Market maker prices from the underlying this many seconds old (quotes under-react).
+    #[arg(long, default_value_t = 0.0)]
+    fair_lag_seconds: f64,
     /// Noise-trader taker orders per market per minute.
     #[arg(long, default_value_t = 2.0)]
     noise_per_minute: f64,
@@ -188,7 +191,14 @@ fn config(a: &ServeArgs) -> anyhow::Result<SimConfig> {
     cfg.engine.listing_lead_ms = lead_ms;
     // Requote at least 30 times per window, at most once a second.
     cfg.engine.requote_interval_ms = (duration_ms / 30).clamp(50, 1000);
+    if !(0.0..1.0).contains(&a.planted_edge) {
+        bail!("--planted-edge must be in [0, 1)");
+    }
     cfg.engine.maker.planted_edge = a.planted_edge;
+    if !a.fair_lag_seconds.is_finite() || a.fair_lag_seconds < 0.0 {
+        bail!("--fair-lag-seconds must not be negative");
+    }
+    cfg.engine.maker.fair_lag_ms = (a.fair_lag_seconds * 1000.0) as i64;
     cfg.engine.noise.takers_per_minute = a.noise_per_minute;
     cfg.engine.price_level_structure = match a.price_levels.as_str() {
         "linear_cent" => PriceLevelStructure::LinearCent,

@@ -161,6 +161,9 @@ pub struct MakerConfig {
     /// 0 = quotes centred on fair value; > 0 = shrunk toward 50¢:
     /// `quoted_mid = 0.5 + (fair − 0.5) × (1 − planted_edge)`.
     pub planted_edge: f64,
+    /// The second kind of planted edge: the maker prices from the underlying as it was this
+    /// long ago (quotes under-react to fair-value moves). 0 = no lag.
+    pub fair_lag_ms: i64,
 }
 
 impl Default for MakerConfig {
@@ -174,6 +177,7 @@ impl Default for MakerConfig {
             max_size: Count::from_contracts(250),
             refresh_probability: 0.05,
             planted_edge: 0.0,
+            fair_lag_ms: 0,
         }
     }
 }
@@ -651,7 +655,8 @@ impl Engine {
                 .get(self.first_open_market)
                 .map(|m| m.info.open_ms)
                 .unwrap_or(t);
-            self.path.forget_before(keep.min(t));
+            self.path
+                .forget_before(keep.min(t - self.cfg.maker.fair_lag_ms.max(0)));
         }
         self.flush(t);
     }
@@ -835,13 +840,18 @@ impl Engine {
     }
 
     fn fair_at(&mut self, idx: usize, t: i64) -> Option<f64> {
+        self.fair_with_spot_at(idx, t, t)
+    }
+
+    /// Fair value at `t` if the underlying were still what it was at `spot_t`.
+    fn fair_with_spot_at(&mut self, idx: usize, t: i64, spot_t: i64) -> Option<f64> {
         let info = &self.markets[idx].info;
         if info.status != MarketStatus::Active {
             return None;
         }
         let strike = info.floor_strike_cents? as f64 / 100.0;
         let left = (info.close_ms - t) as f64 / 1000.0;
-        let spot = self.path.price_at(t);
+        let spot = self.path.price_at(spot_t.max(info.open_ms));
         Some(fair_yes(spot, strike, self.path.sigma_per_sqrt_s(), left))
     }
 
@@ -914,7 +924,8 @@ impl Engine {
     }
 
     fn requote(&mut self, idx: usize, t: i64) {
-        let Some(fair) = self.fair_at(idx, t) else {
+        let lag = self.cfg.maker.fair_lag_ms.max(0);
+        let Some(fair) = self.fair_with_spot_at(idx, t, t - lag) else {
             return;
         };
         let target = self.target_ladder(fair);

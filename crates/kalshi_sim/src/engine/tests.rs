@@ -585,3 +585,66 @@ fn grid_rounding() {
     assert_eq!(dollars_with_commas(6_348_516), "63,485.16");
     assert_eq!(dollars_with_commas(5), "0.05");
 }
+
+#[test]
+fn lagged_maker_prices_from_the_stale_underlying() {
+    let lagged = |lag: i64| {
+        let cfg = EngineConfig {
+            seed: 9,
+            start_ms: START,
+            market_duration_ms: 60_000,
+            listing_lead_ms: 60_000,
+            maker: MakerConfig {
+                fair_lag_ms: lag,
+                refresh_probability: 0.0,
+                ..MakerConfig::default()
+            },
+            noise: NoiseConfig {
+                takers_per_minute: 0.0,
+                ..NoiseConfig::default()
+            },
+            ..EngineConfig::default()
+        };
+        let path = RandomWalk::new(9, START, 100_000.0, 3e-4, 1000);
+        Engine::new(cfg, Box::new(path))
+    };
+    let mut fresh = lagged(0);
+    let mut stale = lagged(5_000);
+    fresh.advance_to(START + 30_000);
+    stale.advance_to(START + 30_000);
+    let t = fresh.markets().next().unwrap().ticker.clone();
+    // The lagged maker's best quotes are where a fresh maker would put them for the spot
+    // of 5 s earlier (same strike, same time left).
+    let idx = 0;
+    let want = stale
+        .fair_with_spot_at(idx, START + 30_000, START + 25_000)
+        .unwrap();
+    let now = fresh.fair_at(idx, START + 30_000).unwrap();
+    assert_ne!(want, now, "the path moved in 5 s");
+    let best = |e: &Engine| {
+        let (yes, no) = e.book_levels(t.as_str()).unwrap();
+        (yes.last().unwrap().0, no.last().unwrap().0.complement())
+    };
+    let ladder = stale.target_ladder(want);
+    let bid = ladder
+        .iter()
+        .filter(|x| x.0 == Side::Bid)
+        .map(|x| x.1)
+        .max()
+        .unwrap();
+    let ask = ladder
+        .iter()
+        .filter(|x| x.0 == Side::Ask)
+        .map(|x| x.1)
+        .min()
+        .unwrap();
+    assert_eq!(best(&stale), (bid, ask));
+    let fresh_ladder = fresh.target_ladder(now);
+    let fbid = fresh_ladder
+        .iter()
+        .filter(|x| x.0 == Side::Bid)
+        .map(|x| x.1)
+        .max()
+        .unwrap();
+    assert_eq!(best(&fresh).0, fbid);
+}
