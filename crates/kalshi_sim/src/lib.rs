@@ -1,1 +1,21 @@
-//! A local Kalshi-compatible exchange simulator (see ARCHITECTURE.md).
+//! A local Kalshi-compatible exchange for tests, the demo and paper trading (DESIGN.md §6).
+//!
+//! - [`engine`]: the exchange as a deterministic state machine (markets, market maker,
+//!   matching, fees, positions, settlement), driven by an injected clock.
+//! - [`wire`]: Kalshi's JSON shapes, written from the protocol document.
+//! - [`server`]: REST + WebSocket on loopback ([`spawn`] → [`Sim`], [`SimHandle`]).
+//! - [`faults`]: dropped connections, sequence gaps, 429/5xx bursts, delays, lost order
+//!   responses, slow consumers: on command or on a schedule, counted.
+//! - [`keys`]: throwaway API keys written where the pipeline's config finds them.
+
+pub mod engine;
+pub mod faults;
+pub mod keys;
+pub mod server;
+pub mod wire;
+
+pub use faults::{Fault, FaultStats, LoseMode, ScheduledFault};
+pub use server::{
+    spawn, ClockMode, KeySetup, PathSpec, RateLimitConfig, Sim, SimConfig, SimError, SimHandle,
+    Tier, WsConfig, REST_PREFIX, WS_PATH,
+};

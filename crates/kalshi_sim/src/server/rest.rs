@@ -1,0 +1,1192 @@
+//! REST endpoints under `/trade-api/v2` (API.md §4), with Kalshi's error envelope, auth on
+//! `/portfolio/*`, token-bucket rate limits and injected HTTP faults.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Extension, Json, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use pipeline::auth::{verify, HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use pipeline::money::{Count, Money, Price};
+use serde_json::{json, Value};
+
+use super::ratelimit::{classify, Bucket};
+use super::{Core, Shared, REST_PREFIX};
+use crate::engine::naming::rfc3339;
+use crate::engine::{AccountId, MarketInfo, MarketStatus, OrderError, OrderStatus};
+use crate::faults::{HttpFault, LoseMode};
+use crate::wire::{self, BadRequest, ErrorBody};
+
+/// An error answer: Kalshi's envelope, or the bare 429 body.
+#[derive(Debug)]
+pub(crate) enum ApiError {
+    Status(StatusCode, ErrorBody),
+    RateLimited,
+}
+
+impl ApiError {
+    pub(crate) fn new(
+        status: u16,
+        code: &str,
+        message: &str,
+        details: impl Into<String>,
+    ) -> ApiError {
+        ApiError::Status(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            ErrorBody::new(code, message, details),
+        )
+    }
+    fn bad(details: impl Into<String>) -> ApiError {
+        ApiError::new(400, "invalid_parameters", "invalid parameters", details)
+    }
+    fn not_found(what: impl Into<String>) -> ApiError {
+        ApiError::new(404, "not_found", "not found", what)
+    }
+    pub(crate) fn auth(details: &str) -> ApiError {
+        ApiError::new(
+            401,
+            "authentication_error",
+            "authentication_error",
+            format!("rpc error: code = Unauthenticated desc = {details}"),
+        )
+    }
+}
+
+impl From<OrderError> for ApiError {
+    fn from(e: OrderError) -> ApiError {
+        ApiError::new(e.http_status(), e.code(), &e.to_string(), e.details())
+    }
+}
+
+impl From<BadRequest> for ApiError {
+    fn from(e: BadRequest) -> ApiError {
+        ApiError::new(
+            400,
+            "invalid_parameters",
+            "invalid request body",
+            e.to_string(),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Status(s, body) => (s, Json(body)).into_response(),
+            ApiError::RateLimited => (
+                StatusCode::TOO_MANY_REQUESTS,
+                Json(json!({"error": "too many requests"})),
+            )
+                .into_response(),
+        }
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn ok(v: Value) -> ApiResult {
+    Ok(Json(v).into_response())
+}
+
+/// The query string as pairs (repeated keys kept).
+pub(crate) struct Query(Vec<(String, String)>);
+
+impl Query {
+    pub(crate) fn parse(raw: Option<&str>) -> Query {
+        Query(
+            url::form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        )
+    }
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(kk, v)| kk == k && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+    /// Every value of `k`, repeated or comma-separated.
+    fn list(&self, k: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(kk, _)| kk == k)
+            .flat_map(|(_, v)| v.split(','))
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+    fn int(&self, k: &str) -> Result<Option<i64>, ApiError> {
+        self.get(k)
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| ApiError::bad(format!("{k}: {v:?} is not an integer")))
+            })
+            .transpose()
+    }
+    fn flag(&self, k: &str) -> Result<bool, ApiError> {
+        match self.get(k) {
+            None => Ok(false),
+            Some("true") | Some("1") => Ok(true),
+            Some("false") | Some("0") => Ok(false),
+            Some(v) => Err(ApiError::bad(format!("{k}: {v:?} is not a boolean"))),
+        }
+    }
+    fn limit(&self, default: usize, max: usize) -> Result<usize, ApiError> {
+        match self.int("limit")? {
+            None => Ok(default),
+            Some(n) if n >= 1 && n as usize <= max => Ok(n as usize),
+            Some(n) => Err(ApiError::bad(format!(
+                "limit: {n} must be between 1 and {max}"
+            ))),
+        }
+    }
+}
+
+/// One page of `items` (sorted ascending by key) after the query's cursor. The cursor is the
+/// last returned key, opaque (base64url); empty on the last page.
+fn page<T>(
+    items: Vec<(String, T)>,
+    q: &Query,
+    default: usize,
+    max: usize,
+) -> Result<(Vec<T>, String), ApiError> {
+    let limit = q.limit(default, max)?;
+    let after = match q.get("cursor") {
+        None => None,
+        Some(c) => Some(
+            URL_SAFE_NO_PAD
+                .decode(c)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    ApiError::bad(format!("cursor: {c:?} is not a cursor this server issued"))
+                })?,
+        ),
+    };
+    let mut rest = items
+        .into_iter()
+        .filter(|(k, _)| after.as_ref().is_none_or(|a| k > a))
+        .peekable();
+    let mut out = Vec::new();
+    let mut last = None;
+    while out.len() < limit {
+        match rest.next() {
+            Some((k, v)) => {
+                last = Some(k);
+                out.push(v);
+            }
+            None => break,
+        }
+    }
+    let cursor = match (rest.peek(), last) {
+        (Some(_), Some(k)) => URL_SAFE_NO_PAD.encode(k.as_bytes()),
+        _ => String::new(),
+    };
+    Ok((out, cursor))
+}
+
+/// Newest-first ordering key from a sequence number.
+fn newest_first(seq: u64) -> String {
+    format!("{:020}", u64::MAX - seq)
+}
+
+fn market_key(m: &MarketInfo) -> String {
+    format!("{:020}|{}", m.open_ms.max(0), m.ticker)
+}
+
+/// The authenticated caller of a `/portfolio` request.
+#[derive(Clone, Debug)]
+pub(crate) struct Caller {
+    pub account: AccountId,
+}
+
+/// Checks Kalshi's three headers against the registered keys.
+pub(crate) fn authenticate(
+    shared: &Shared,
+    method: &str,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<Caller, ApiError> {
+    let h = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let fail = |d: &str| {
+        shared.faults.count_auth_failure();
+        tracing::info!(method, path, reason = d, "authentication failed");
+        ApiError::auth(d)
+    };
+    let (Some(key), Some(ts), Some(sig)) =
+        (h(HEADER_KEY), h(HEADER_TIMESTAMP), h(HEADER_SIGNATURE))
+    else {
+        return Err(fail("MISSING_AUTHENTICATION_HEADERS"));
+    };
+    let user = shared
+        .with(|core| {
+            core.users
+                .get(&key)
+                .map(|u| (u.account, u.public_key.clone()))
+        })
+        .0;
+    let Some((account, pk)) = user else {
+        return Err(fail("API_KEY_NOT_FOUND"));
+    };
+    verify(&pk, &ts, method, path, &sig).map_err(|_| fail("INCORRECT_API_KEY_SIGNATURE"))?;
+    Ok(Caller { account })
+}
+
+fn fault_response(status: u16) -> Response {
+    if status == 429 {
+        return ApiError::RateLimited.into_response();
+    }
+    let code = match status {
+        500 => "internal_server_error",
+        502 => "bad_gateway",
+        503 => "service_unavailable",
+        504 => "gateway_timeout",
+        _ => "injected_fault",
+    };
+    ApiError::new(status, code, "injected fault", "kalshi_sim fault injection").into_response()
+}
+
+/// Faults, authentication, rate limits: in that order, before every REST handler.
+async fn gate(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
+    match shared.faults.http() {
+        Some(HttpFault::Status(s)) => return fault_response(s),
+        Some(HttpFault::Delay(ms)) => {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await
+        }
+        None => {}
+    }
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let key = req
+        .headers()
+        .get(HEADER_KEY)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("anonymous")
+        .to_string();
+    let private = ["/portfolio", "/account"]
+        .iter()
+        .any(|p| path.starts_with(&format!("{REST_PREFIX}{p}")));
+    if private {
+        match authenticate(&shared, method.as_str(), &path, req.headers()) {
+            Ok(c) => {
+                req.extensions_mut().insert(c);
+            }
+            Err(e) => return e.into_response(),
+        }
+    }
+    let (bucket, cost) = classify(&method, &path);
+    if !shared.limiter.try_take(&key, bucket, cost) {
+        shared.faults.count_rate_limited();
+        return ApiError::RateLimited.into_response();
+    }
+    next.run(req).await
+}
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let p = |s: &str| format!("{REST_PREFIX}{s}");
+    Router::new()
+        .route(&p("/exchange/status"), get(exchange_status))
+        .route(
+            &p("/exchange/user_data_timestamp"),
+            get(user_data_timestamp),
+        )
+        .route(&p("/series"), get(series_list))
+        .route(&p("/series/{series}"), get(series_one))
+        .route(&p("/events"), get(events))
+        .route(&p("/events/{event}"), get(event_one))
+        .route(&p("/markets"), get(markets))
+        .route(&p("/markets/trades"), get(trades))
+        .route(&p("/markets/orderbooks"), get(orderbooks))
+        .route(&p("/markets/{ticker}"), get(market_one))
+        .route(&p("/markets/{ticker}/orderbook"), get(orderbook))
+        .route(&p("/historical/cutoff"), get(historical_cutoff))
+        .route(&p("/historical/markets"), get(historical_markets))
+        .route(
+            &p("/historical/markets/{ticker}"),
+            get(historical_market_one),
+        )
+        .route(&p("/account/limits"), get(account_limits))
+        .route(&p("/portfolio/balance"), get(balance))
+        .route(&p("/portfolio/positions"), get(positions))
+        .route(
+            &p("/portfolio/orders"),
+            get(orders).post(legacy).delete(legacy),
+        )
+        .route(&p("/portfolio/orders/batched"), post(legacy).delete(legacy))
+        .route(&p("/portfolio/orders/{id}"), get(order_one).delete(legacy))
+        .route(&p("/portfolio/fills"), get(fills))
+        .route(&p("/portfolio/settlements"), get(settlements))
+        .route(
+            &p("/portfolio/events/orders"),
+            post(create_order).delete(cancel_all),
+        )
+        .route(
+            &p("/portfolio/events/orders/batched"),
+            post(batch_create).delete(batch_cancel),
+        )
+        .route(&p("/portfolio/events/orders/{id}"), delete(cancel_order))
+        .layer(middleware::from_fn_with_state(shared.clone(), gate))
+        .fallback(fallback)
+        .with_state(shared)
+}
+
+async fn fallback(method: Method, uri: axum::http::Uri) -> Response {
+    let path = uri.path();
+    if path.len() > 1 && path.ends_with('/') {
+        let mut to = path.trim_end_matches('/').to_string();
+        if let Some(q) = uri.query() {
+            to = format!("{to}?{q}");
+        }
+        return (
+            StatusCode::MOVED_PERMANENTLY,
+            [(axum::http::header::LOCATION, to)],
+        )
+            .into_response();
+    }
+    ApiError::not_found(format!("no route for {method} {path}")).into_response()
+}
+
+async fn legacy() -> ApiResult {
+    Err(ApiError::new(
+        410,
+        "deprecated",
+        "Please switch to the V2 endpoints",
+        "use /portfolio/events/orders",
+    ))
+}
+
+// -------------------------------------------------------------------------------------
+// Exchange, series, events, markets
+// -------------------------------------------------------------------------------------
+
+async fn exchange_status() -> ApiResult {
+    ok(json!({
+        "exchange_active": true,
+        "trading_active": true,
+        "exchange_estimated_resume_time": null,
+        "intra_exchange_transfers_active": true,
+        "exchange_index_statuses": [{
+            "exchange_index": 0, "description": "kalshi_sim",
+            "exchange_active": true, "trading_active": true
+        }]
+    }))
+}
+
+async fn user_data_timestamp(State(s): State<Arc<Shared>>) -> ApiResult {
+    let now = s.with(|c| c.engine.now_ms()).0;
+    ok(json!({ "as_of_time": rfc3339(now) }))
+}
+
+fn series_json(core: &Core) -> wire::Series {
+    let volume: Count = core
+        .engine
+        .markets()
+        .filter_map(|m| core.engine.ticker_state(m.ticker.as_str()))
+        .map(|t| t.volume)
+        .sum();
+    wire::Series::new(core.engine.config(), volume, core.engine.now_ms())
+}
+
+async fn series_list(State(s): State<Arc<Shared>>) -> ApiResult {
+    let series = s.with(|c| series_json(c)).0;
+    ok(json!({ "series": [series] }))
+}
+
+async fn series_one(State(s): State<Arc<Shared>>, Path(series): Path<String>) -> ApiResult {
+    let r = s
+        .with(|c| (c.engine.config().series.as_str() == series).then(|| series_json(c)))
+        .0;
+    match r {
+        Some(x) => ok(json!({ "series": x })),
+        None => Err(ApiError::not_found(format!("series {series} not found"))),
+    }
+}
+
+fn market_wire(core: &Core, m: &MarketInfo) -> wire::Market {
+    let st = core
+        .engine
+        .ticker_state(m.ticker.as_str())
+        .expect("listed market has a ticker state");
+    wire::Market::new(m, &st, core.engine.config().determination_delay_ms)
+}
+
+fn cutoff_ms(shared: &Shared, now: i64) -> i64 {
+    now - shared.historical_age_ms
+}
+
+fn is_historical(m: &MarketInfo, cutoff: i64) -> bool {
+    m.settled_ms.is_some_and(|t| t < cutoff)
+}
+
+/// `status` filter value → does a market match.
+type StatusPredicate = fn(MarketStatus) -> bool;
+
+fn status_filter(q: &Query) -> Result<Option<StatusPredicate>, ApiError> {
+    Ok(match q.get("status") {
+        None => None,
+        Some("unopened") => Some(|s| s == MarketStatus::Initialized),
+        Some("open") => Some(|s| s == MarketStatus::Active),
+        Some("paused") => Some(|_| false),
+        Some("closed") => Some(|s| s == MarketStatus::Closed || s == MarketStatus::Determined),
+        Some("settled") => Some(|s| s == MarketStatus::Finalized),
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "status: {other:?} must be one of unopened, open, paused, closed, settled (one per request)"
+            )))
+        }
+    })
+}
+
+struct MarketFilter {
+    status: Option<StatusPredicate>,
+    series: Option<String>,
+    events: Vec<String>,
+    tickers: Vec<String>,
+    created: (Option<i64>, Option<i64>),
+    close: (Option<i64>, Option<i64>),
+    settled: (Option<i64>, Option<i64>),
+    mve_only: bool,
+}
+
+fn in_range(t: Option<i64>, (lo, hi): (Option<i64>, Option<i64>)) -> bool {
+    if lo.is_none() && hi.is_none() {
+        return true;
+    }
+    let Some(t) = t else { return false };
+    let s = t.div_euclid(1000);
+    lo.is_none_or(|lo| s >= lo) && hi.is_none_or(|hi| s <= hi)
+}
+
+impl MarketFilter {
+    fn parse(q: &Query) -> Result<MarketFilter, ApiError> {
+        let status = status_filter(q)?;
+        let st = q.get("status");
+        let created = (q.int("min_created_ts")?, q.int("max_created_ts")?);
+        let close = (q.int("min_close_ts")?, q.int("max_close_ts")?);
+        let settled = (q.int("min_settled_ts")?, q.int("max_settled_ts")?);
+        let has = |r: (Option<i64>, Option<i64>)| r.0.is_some() || r.1.is_some();
+        // Filter compatibility (API.md §4.1).
+        if has(created) && !matches!(st, None | Some("unopened") | Some("open")) {
+            return Err(ApiError::bad(
+                "created_ts filters only combine with status unopened or open",
+            ));
+        }
+        if has(close) && !matches!(st, None | Some("closed")) {
+            return Err(ApiError::bad(
+                "close_ts filters only combine with status closed",
+            ));
+        }
+        if has(settled) && !matches!(st, None | Some("settled")) {
+            return Err(ApiError::bad(
+                "settled_ts filters only combine with status settled",
+            ));
+        }
+        if [has(created), has(close), has(settled)]
+            .iter()
+            .filter(|x| **x)
+            .count()
+            > 1
+        {
+            return Err(ApiError::bad(
+                "only one family of timestamp filters per request",
+            ));
+        }
+        let mve_only = match q.get("mve_filter") {
+            None | Some("exclude") => false,
+            Some("only") => true,
+            Some(o) => {
+                return Err(ApiError::bad(format!(
+                    "mve_filter: {o:?} must be only or exclude"
+                )))
+            }
+        };
+        Ok(MarketFilter {
+            status,
+            series: q.get("series_ticker").map(str::to_string),
+            events: q.list("event_ticker"),
+            tickers: q.list("tickers"),
+            created,
+            close,
+            settled,
+            mve_only,
+        })
+    }
+
+    fn matches(&self, m: &MarketInfo) -> bool {
+        !self.mve_only
+            && self.status.is_none_or(|f| f(m.status))
+            && self.series.as_ref().is_none_or(|s| m.series.as_str() == s)
+            && (self.events.is_empty() || self.events.contains(&m.event_ticker))
+            && (self.tickers.is_empty() || self.tickers.iter().any(|t| t == m.ticker.as_str()))
+            && in_range(Some(m.created_ms), self.created)
+            && in_range(Some(m.close_ms), self.close)
+            && in_range(m.settled_ms, self.settled)
+    }
+}
+
+fn list_markets(s: &Shared, raw: Option<String>, historical: bool) -> ApiResult {
+    let q = Query::parse(raw.as_deref());
+    let filter = MarketFilter::parse(&q)?;
+    let (markets, cursor) = s
+        .with(|core| {
+            let cutoff = cutoff_ms(s, core.engine.now_ms());
+            let items: Vec<(String, &MarketInfo)> = core
+                .engine
+                .markets()
+                .filter(|m| is_historical(m, cutoff) == historical && filter.matches(m))
+                .map(|m| (market_key(m), m))
+                .collect();
+            let (pg, cursor) = page(items, &q, 100, 1000)?;
+            Ok::<_, ApiError>((
+                pg.into_iter()
+                    .map(|m| market_wire(core, m))
+                    .collect::<Vec<_>>(),
+                cursor,
+            ))
+        })
+        .0?;
+    ok(json!({ "markets": markets, "cursor": cursor }))
+}
+
+async fn markets(State(s): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
+    list_markets(&s, raw, false)
+}
+
+async fn historical_markets(State(s): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
+    list_markets(&s, raw, true)
+}
+
+fn one_market(s: &Shared, ticker: &str, historical: bool) -> ApiResult {
+    let r = s
+        .with(|core| {
+            let cutoff = cutoff_ms(s, core.engine.now_ms());
+            core.engine
+                .market(ticker)
+                .filter(|m| is_historical(m, cutoff) == historical)
+                .map(|m| market_wire(core, m))
+        })
+        .0;
+    match r {
+        Some(m) => ok(json!({ "market": m })),
+        None => Err(ApiError::new(
+            404,
+            "market_not_found",
+            "market not found",
+            ticker.to_string(),
+        )),
+    }
+}
+
+async fn market_one(State(s): State<Arc<Shared>>, Path(ticker): Path<String>) -> ApiResult {
+    one_market(&s, &ticker, false)
+}
+
+async fn historical_market_one(
+    State(s): State<Arc<Shared>>,
+    Path(ticker): Path<String>,
+) -> ApiResult {
+    one_market(&s, &ticker, true)
+}
+
+async fn historical_cutoff(State(s): State<Arc<Shared>>) -> ApiResult {
+    let (now, origin) = s
+        .with(|c| {
+            (
+                c.engine.now_ms(),
+                c.engine.markets().next().map(|m| m.created_ms).unwrap_or(0),
+            )
+        })
+        .0;
+    // Only markets move to the historical tier here; trades, orders and fills stay live.
+    ok(json!({
+        "market_settled_ts": rfc3339(cutoff_ms(&s, now)),
+        "trades_created_ts": rfc3339(origin),
+        "orders_updated_ts": rfc3339(origin),
+        "market_positions_last_updated_ts": rfc3339(origin),
+    }))
+}
+
+fn book_json(core: &Core, ticker: &str, depth: usize) -> Option<wire::OrderbookFp> {
+    let (yes, no) = core.engine.book_levels(ticker)?;
+    Some(wire::OrderbookFp {
+        yes_dollars: wire::levels(&wire::top(yes, depth)),
+        no_dollars: wire::levels(&wire::top(no, depth)),
+    })
+}
+
+fn depth(q: &Query) -> Result<usize, ApiError> {
+    match q.int("depth")? {
+        None => Ok(0),
+        Some(d) if (0..=100).contains(&d) => Ok(d as usize),
+        Some(d) => Err(ApiError::bad(format!(
+            "depth: {d} must be between 0 and 100"
+        ))),
+    }
+}
+
+async fn orderbook(
+    State(s): State<Arc<Shared>>,
+    Path(ticker): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    let q = Query::parse(raw.as_deref());
+    let d = depth(&q)?;
+    let r = s
+        .with(|core| {
+            let cutoff = cutoff_ms(&s, core.engine.now_ms());
+            core.engine
+                .market(&ticker)
+                .filter(|m| !is_historical(m, cutoff))
+                .and_then(|_| book_json(core, &ticker, d))
+        })
+        .0;
+    match r {
+        Some(b) => ok(json!({ "orderbook_fp": b })),
+        None => Err(ApiError::new(
+            404,
+            "market_not_found",
+            "market not found",
+            ticker,
+        )),
+    }
+}
+
+async fn orderbooks(State(s): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
+    let q = Query::parse(raw.as_deref());
+    let tickers = q.list("tickers");
+    if tickers.is_empty() || tickers.len() > 100 {
+        return Err(ApiError::bad("tickers: give 1 to 100 market tickers"));
+    }
+    let d = depth(&q)?;
+    let books = s
+        .with(|core| {
+            tickers
+                .iter()
+                .map(|t| {
+                    book_json(core, t, d)
+                        .map(|b| json!({ "ticker": t, "orderbook_fp": b }))
+                        .ok_or_else(|| {
+                            ApiError::new(404, "market_not_found", "market not found", t.clone())
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .0?;
+    ok(json!({ "orderbooks": books }))
+}
+
+async fn trades(State(s): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
+    let q = Query::parse(raw.as_deref());
+    let ticker = q.get("ticker").map(str::to_string);
+    let (lo, hi) = (q.int("min_ts")?, q.int("max_ts")?);
+    let (trades, cursor) = s
+        .with(|core| {
+            let items: Vec<(String, wire::TradeWire)> = core
+                .engine
+                .trades()
+                .iter()
+                .rev()
+                .filter(|t| ticker.as_ref().is_none_or(|x| t.ticker.as_str() == x))
+                .filter(|t| in_range(Some(t.ts_ms), (lo, hi)))
+                .map(|t| (newest_first(t.seq), wire::TradeWire::new(t)))
+                .collect();
+            page(items, &q, 100, 1000)
+        })
+        .0?;
+    ok(json!({ "trades": trades, "cursor": cursor }))
+}
+
+async fn events(State(s): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
+    let q = Query::parse(raw.as_deref());
+    let status = status_filter(&q)?;
+    let nested = q.flag("with_nested_markets")?;
+    let series = q.get("series_ticker").map(str::to_string);
+    let wanted = q.list("event_ticker");
+    let min_close = q.int("min_close_ts")?;
+    let (events, cursor) = s
+        .with(|core| {
+            let now = core.engine.now_ms();
+            let mut by_event: std::collections::BTreeMap<String, Vec<&MarketInfo>> =
+                Default::default();
+            for m in core.engine.markets() {
+                by_event.entry(m.event_ticker.clone()).or_default().push(m);
+            }
+            let items: Vec<(String, wire::EventData)> = by_event
+                .into_values()
+                .filter(|ms| status.is_none_or(|f| ms.iter().any(|m| f(m.status))))
+                .filter(|ms| series.as_ref().is_none_or(|x| ms[0].series.as_str() == x))
+                .filter(|ms| wanted.is_empty() || wanted.contains(&ms[0].event_ticker))
+                .filter(|ms| {
+                    min_close.is_none_or(|t| ms.iter().any(|m| m.close_ms.div_euclid(1000) >= t))
+                })
+                .map(|ms| {
+                    let markets = nested.then(|| ms.iter().map(|m| market_wire(core, m)).collect());
+                    let updated = ms.iter().map(|m| m.updated_ms).max().unwrap_or(now);
+                    (
+                        market_key(ms[0]),
+                        wire::EventData::new(ms[0], markets, updated),
+                    )
+                })
+                .collect();
+            page(items, &q, 200, 200)
+        })
+        .0?;
+    ok(json!({ "events": events, "cursor": cursor }))
+}
+
+async fn event_one(
+    State(s): State<Arc<Shared>>,
+    Path(event): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    let q = Query::parse(raw.as_deref());
+    let nested = q.flag("with_nested_markets")?;
+    let r = s
+        .with(|core| {
+            let ms: Vec<&MarketInfo> = core
+                .engine
+                .markets()
+                .filter(|m| m.event_ticker == event)
+                .collect();
+            if ms.is_empty() {
+                return None;
+            }
+            let markets: Vec<wire::Market> = ms.iter().map(|m| market_wire(core, m)).collect();
+            let updated = ms.iter().map(|m| m.updated_ms).max().unwrap_or(0);
+            let ev = wire::EventData::new(ms[0], nested.then(|| markets.clone()), updated);
+            Some(json!({ "event": ev, "markets": markets }))
+        })
+        .0;
+    match r {
+        Some(v) => ok(v),
+        None => Err(ApiError::not_found(format!("event {event} not found"))),
+    }
+}
+
+async fn account_limits(State(s): State<Arc<Shared>>) -> ApiResult {
+    let c = s.limiter.config();
+    ok(json!({
+        "usage_tier": if c.enabled { "simulated" } else { "unlimited" },
+        "read": { "refill_rate": c.read_per_s, "bucket_capacity": c.read_capacity },
+        "write": { "refill_rate": c.write_per_s, "bucket_capacity": c.write_capacity },
+        "grants": [],
+    }))
+}
+
+// -------------------------------------------------------------------------------------
+// Portfolio reads
+// -------------------------------------------------------------------------------------
+
+async fn balance(State(s): State<Arc<Shared>>, Extension(c): Extension<Caller>) -> ApiResult {
+    let (avail, value, now) = s
+        .with(|core| {
+            let e = &core.engine;
+            let avail = e.available(c.account);
+            // Open positions marked at the bid of the side held.
+            let mut value = Money::ZERO;
+            for (m, p) in e.positions_of(c.account) {
+                if p.position.is_zero() || p.settled {
+                    continue;
+                }
+                let st = e.ticker_state(m.ticker.as_str()).expect("market");
+                let bid = if p.position.centis() > 0 {
+                    st.yes_bid.map(|x| x.0)
+                } else {
+                    st.yes_ask.map(|x| x.0.complement())
+                };
+                value += Money::notional(bid.unwrap_or(Price::ZERO), p.position.abs());
+            }
+            (avail, value, e.now_ms())
+        })
+        .0;
+    ok(json!({
+        "balance": avail.floor_to_cent().micros() / 10_000,
+        "balance_dollars": avail.to_dollars(),
+        "portfolio_value": value.floor_to_cent().micros() / 10_000,
+        "updated_ts": now.div_euclid(1000),
+        "balance_breakdown": [{ "exchange_index": 0, "balance": avail.to_dollars() }],
+    }))
+}
+
+async fn positions(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<Caller>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    let q = Query::parse(raw.as_deref());
+    let ticker = q.get("ticker").map(str::to_string);
+    let event = q.get("event_ticker").map(str::to_string);
+    let settled_filter = match q.get("settlement_status").unwrap_or("unsettled") {
+        "all" => None,
+        "unsettled" => Some(false),
+        "settled" => Some(true),
+        o => {
+            return Err(ApiError::bad(format!(
+                "settlement_status: {o:?} must be all, unsettled or settled"
+            )))
+        }
+    };
+    let count_filter = q.list("count_filter");
+    for f in &count_filter {
+        if f != "position" && f != "total_traded" {
+            return Err(ApiError::bad(format!(
+                "count_filter: {f:?} must be position or total_traded"
+            )));
+        }
+    }
+    let (mps, eps, cursor) = s
+        .with(|core| {
+            let items: Vec<(String, (String, String, crate::engine::Position))> = core
+                .engine
+                .positions_of(c.account)
+                .into_iter()
+                .filter(|(m, p)| {
+                    ticker.as_ref().is_none_or(|t| m.ticker.as_str() == t)
+                        && event.as_ref().is_none_or(|e| m.event_ticker == *e)
+                        && settled_filter.is_none_or(|want| p.settled == want)
+                        && (count_filter.is_empty()
+                            || count_filter.iter().any(|f| match f.as_str() {
+                                "position" => !p.position.is_zero(),
+                                _ => p.total_traded != Money::ZERO,
+                            }))
+                })
+                .map(|(m, p)| {
+                    (
+                        m.ticker.to_string(),
+                        (m.ticker.to_string(), m.event_ticker.clone(), p.clone()),
+                    )
+                })
+                .collect();
+            let (pg, cursor) = page(items, &q, 100, 1000)?;
+            let mps: Vec<wire::MarketPositionWire> = pg
+                .iter()
+                .map(|(t, _, p)| wire::MarketPositionWire::new(t, p))
+                .collect();
+            let mut by_event: std::collections::BTreeMap<&str, Vec<&crate::engine::Position>> =
+                Default::default();
+            for (_, e, p) in &pg {
+                by_event.entry(e.as_str()).or_default().push(p);
+            }
+            let eps: Vec<wire::EventPositionWire> = by_event
+                .iter()
+                .map(|(e, ps)| wire::EventPositionWire::new(e, ps))
+                .collect();
+            Ok::<_, ApiError>((mps, eps, cursor))
+        })
+        .0?;
+    ok(json!({ "market_positions": mps, "event_positions": eps, "cursor": cursor }))
+}
+
+async fn orders(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<Caller>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    let q = Query::parse(raw.as_deref());
+    let ticker = q.get("ticker").map(str::to_string);
+    let events = q.list("event_ticker");
+    if events.len() > 10 {
+        return Err(ApiError::bad("event_ticker: at most 10"));
+    }
+    let (lo, hi) = (q.int("min_ts")?, q.int("max_ts")?);
+    let status = match q.get("status") {
+        None => None,
+        Some("resting") => Some(OrderStatus::Resting),
+        Some("canceled") => Some(OrderStatus::Canceled),
+        Some("executed") => Some(OrderStatus::Executed),
+        Some(o) => {
+            return Err(ApiError::bad(format!(
+                "status: {o:?} must be resting, canceled or executed"
+            )))
+        }
+    };
+    let seed = s.seed;
+    let (orders, cursor) = s
+        .with(|core| {
+            let e = &core.engine;
+            let items: Vec<(String, wire::OrderWire)> = e
+                .orders_of(c.account)
+                .filter(|o| ticker.as_ref().is_none_or(|t| o.ticker.as_str() == t))
+                .filter(|o| {
+                    events.is_empty()
+                        || e.market(o.ticker.as_str())
+                            .is_some_and(|m| events.contains(&m.event_ticker))
+                })
+                .filter(|o| status.is_none_or(|st| o.status == st))
+                .filter(|o| in_range(Some(o.created_ms), (lo, hi)))
+                .map(|o| (newest_first(o.seq), wire::OrderWire::new(o, seed)))
+                .collect();
+            let mut items = items;
+            items.sort_by(|a, b| a.0.cmp(&b.0));
+            page(items, &q, 100, 1000)
+        })
+        .0?;
+    ok(json!({ "orders": orders, "cursor": cursor }))
+}
+
+async fn order_one(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let seed = s.seed;
+    let r = s
+        .with(|core| {
+            core.engine
+                .order(&id)
+                .filter(|o| o.account == c.account)
+                .map(|o| wire::OrderWire::new(o, seed))
+        })
+        .0;
+    match r {
+        Some(o) => ok(json!({ "order": o })),
+        None => Err(ApiError::not_found(format!("order {id} not found"))),
+    }
+}
+
+async fn fills(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<Caller>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    let q = Query::parse(raw.as_deref());
+    let ticker = q.get("ticker").map(str::to_string);
+    let order_id = q.get("order_id").map(str::to_string);
+    let (lo, hi) = (q.int("min_ts")?, q.int("max_ts")?);
+    let (fills, cursor) = s
+        .with(|core| {
+            let items: Vec<(String, wire::FillWire)> = core
+                .engine
+                .fills_of(c.account)
+                .filter(|f| ticker.as_ref().is_none_or(|t| f.ticker.as_str() == t))
+                .filter(|f| order_id.as_ref().is_none_or(|o| f.order_id.as_str() == o))
+                .filter(|f| in_range(Some(f.ts_ms), (lo, hi)))
+                .map(|f| (newest_first(f.seq), wire::FillWire::new(f)))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            page(items, &q, 100, 1000)
+        })
+        .0?;
+    ok(json!({ "fills": fills, "cursor": cursor }))
+}
+
+async fn settlements(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<Caller>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult {
+    let q = Query::parse(raw.as_deref());
+    let ticker = q.get("ticker").map(str::to_string);
+    let event = q.get("event_ticker").map(str::to_string);
+    let (lo, hi) = (q.int("min_ts")?, q.int("max_ts")?);
+    let (list, cursor) = s
+        .with(|core| {
+            let items: Vec<(String, wire::SettlementWire)> = core
+                .engine
+                .settlements()
+                .iter()
+                .rev()
+                .filter(|x| x.account == c.account)
+                .filter(|x| ticker.as_ref().is_none_or(|t| x.ticker.as_str() == t))
+                .filter(|x| event.as_ref().is_none_or(|e| x.event_ticker == *e))
+                .filter(|x| in_range(Some(x.settled_ms), (lo, hi)))
+                .map(|x| (newest_first(x.seq), wire::SettlementWire::new(x)))
+                .collect();
+            page(items, &q, 100, 1000)
+        })
+        .0?;
+    ok(json!({ "settlements": list, "cursor": cursor }))
+}
+
+// -------------------------------------------------------------------------------------
+// Orders (V2)
+// -------------------------------------------------------------------------------------
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("request body: {e}")))
+}
+
+fn place_one(
+    s: &Shared,
+    account: AccountId,
+    item: &Value,
+) -> Result<(crate::engine::Order, i64), ApiError> {
+    let body: wire::CreateOrderV2Request = serde_json::from_value(item.clone())
+        .map_err(|e| ApiError::bad(format!("request body: {e}")))?;
+    let req = body.to_request()?;
+    let r = s
+        .with(|core| {
+            let now = core.engine.now_ms();
+            core.engine.place_order(account, req).map(|o| (o, now))
+        })
+        .0?;
+    Ok(r)
+}
+
+/// Ends the connection without a response (the order was accepted): unwinds this
+/// connection's task without running the panic hook, so hyper drops the socket.
+fn lose_connection() -> ! {
+    std::panic::resume_unwind(Box::new("kalshi_sim: order response lost on purpose"))
+}
+
+async fn create_order(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<Caller>,
+    body: Bytes,
+) -> ApiResult {
+    let v: Value = parse_body(&body)?;
+    let (order, now) = place_one(&s, c.account, &v)?;
+    tracing::debug!(order_id = %order.id, status = order.status.as_str(), "order placed");
+    match s.faults.lose_order_response() {
+        Some(LoseMode::ServerError) => {
+            return Ok((StatusCode::INTERNAL_SERVER_ERROR, Body::empty()).into_response())
+        }
+        Some(LoseMode::CloseConnection) => lose_connection(),
+        None => {}
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(wire::CreateOrderV2Response::new(&order, now)),
+    )
+        .into_response())
+}
+
+fn error_item(e: ApiError) -> Value {
+    match e {
+        ApiError::Status(_, b) => serde_json::to_value(b.error).unwrap_or(Value::Null),
+        ApiError::RateLimited => {
+            json!({"code": "too_many_requests", "message": "too many requests", "details": ""})
+        }
+    }
+}
+
+fn charge_extra(s: &Shared, key: &HeaderMap, items: usize, per_item: f64) -> Result<(), ApiError> {
+    let extra = per_item * items.saturating_sub(1) as f64;
+    if extra <= 0.0 {
+        return Ok(());
+    }
+    let who = key
+        .get(HEADER_KEY)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("anonymous");
+    if s.limiter.try_take(who, Bucket::Write, extra) {
+        Ok(())
+    } else {
+        s.faults.count_rate_limited();
+        Err(ApiError::RateLimited)
+    }
+}
+
+fn max_batch(s: &Shared, per_item: f64) -> usize {
+    let c = s.limiter.config();
+    if c.enabled {
+        ((c.write_capacity / per_item) as usize).max(1)
+    } else {
+        1000
+    }
+}
+
+async fn batch_create(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let b: wire::BatchCreateRequest = parse_body(&body)?;
+    let max = max_batch(&s, 10.0);
+    if b.orders.is_empty() || b.orders.len() > max {
+        return Err(ApiError::bad(format!("orders: give 1 to {max} orders")));
+    }
+    charge_extra(&s, &headers, b.orders.len(), 10.0)?;
+    let mut out = Vec::new();
+    for item in &b.orders {
+        match place_one(&s, c.account, item) {
+            Ok((o, now)) => out.push(
+                serde_json::to_value(wire::CreateOrderV2Response::new(&o, now))
+                    .unwrap_or(Value::Null),
+            ),
+            Err(e) => out.push(json!({
+                "order_id": null,
+                "client_order_id": item.get("client_order_id").cloned().unwrap_or(Value::Null),
+                "error": error_item(e),
+            })),
+        }
+    }
+    Ok((StatusCode::CREATED, Json(json!({ "orders": out }))).into_response())
+}
+
+fn cancel_one(s: &Shared, account: AccountId, id: &str) -> Result<Value, ApiError> {
+    let (order, reduced, now) = s
+        .with(|core| {
+            let now = core.engine.now_ms();
+            core.engine
+                .cancel_order(account, id)
+                .map(|(o, r)| (o, r, now))
+        })
+        .0?;
+    Ok(serde_json::to_value(wire::CancelOrderV2Response {
+        order_id: order.id.to_string(),
+        client_order_id: order
+            .client_order_id
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        reduced_by: reduced.to_fp_string(),
+        ts_ms: now,
+    })
+    .unwrap_or(Value::Null))
+}
+
+async fn cancel_order(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    ok(cancel_one(&s, c.account, &id)?)
+}
+
+async fn batch_cancel(
+    State(s): State<Arc<Shared>>,
+    Extension(c): Extension<Caller>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let b: wire::BatchCancelRequest = parse_body(&body)?;
+    let ids: Vec<String> = match (b.orders, b.ids) {
+        (Some(o), _) => o.into_iter().map(|x| x.order_id).collect(),
+        (None, Some(ids)) => ids,
+        (None, None) => return Err(ApiError::bad("orders: required")),
+    };
+    let max = max_batch(&s, 2.0);
+    if ids.is_empty() || ids.len() > max {
+        return Err(ApiError::bad(format!("orders: give 1 to {max} orders")));
+    }
+    charge_extra(&s, &headers, ids.len(), 2.0)?;
+    let out: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            cancel_one(&s, c.account, id).unwrap_or_else(|e| {
+                json!({ "order_id": id, "client_order_id": null, "reduced_by": "0.00", "error": error_item(e) })
+            })
+        })
+        .collect();
+    ok(json!({ "orders": out }))
+}
+
+async fn cancel_all(State(s): State<Arc<Shared>>, Extension(c): Extension<Caller>) -> ApiResult {
+    s.with(|core| core.engine.cancel_all(c.account, None));
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
