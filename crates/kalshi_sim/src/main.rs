@@ -18,7 +18,7 @@ use pipeline::secrets::ApiKeyId;
 use pipeline::SeriesTicker;
 
 /// Where `serve` writes its throwaway credentials unless told otherwise (git-ignored).
-const DEFAULT_KEY_DIR: &str = "pipeline_data/kalshi_sim";
+const DEFAULT_KEY_DIR: &str = "pipeline_data/sim";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -68,7 +68,7 @@ struct ServeArgs {
     speed: f64,
     /// Where the throwaway key goes: <DIR>/kalshi_sim_key.pem (mode 600) and <DIR>/.env
     /// (KALSHI_API_KEY_ID=…), for the pipeline's env_file/pem_file config
-    /// [default: pipeline_data/kalshi_sim]. Not used with --public-key.
+    /// [default: pipeline_data/sim]. Not used with --public-key.
     #[arg(long, conflicts_with = "public_key")]
     key_dir: Option<PathBuf>,
     /// Register this existing public key (PEM) instead of generating one.
