@@ -113,6 +113,8 @@ pub struct OrderBook {
     sid: Option<u64>,
     last_seq: Option<u64>,
     last_ts_ms: Option<i64>,
+    /// Snapshots applied so far: changes exactly when the book is rebuilt from scratch.
+    snapshots: u64,
 }
 
 impl OrderBook {
@@ -127,6 +129,7 @@ impl OrderBook {
             sid: None,
             last_seq: None,
             last_ts_ms: None,
+            snapshots: 0,
         }
     }
 
@@ -156,6 +159,7 @@ impl OrderBook {
         self.no.clear();
         self.valid = false;
         self.convention = convention;
+        self.snapshots += 1;
         for l in yes {
             if l.size.is_negative() {
                 return Err(BookError::NegativeSnapshotLevel {
@@ -219,6 +223,12 @@ impl OrderBook {
 
     pub fn is_valid(&self) -> bool {
         self.valid
+    }
+    /// How many snapshots this book has been (re)built from. Two reads with the same count
+    /// and a valid book in between see one continuous delta stream; a different count means
+    /// the book was rebuilt (after a gap, a resubscription or a reconnect) in between.
+    pub fn snapshot_count(&self) -> u64 {
+        self.snapshots
     }
     pub fn set_valid(&mut self, valid: bool) {
         self.valid = valid;
@@ -396,6 +406,19 @@ mod tests {
         assert!(a.same_levels(&b));
         assert_eq!(b.best_yes_ask(), Some(l("0.44", "3")));
         assert_eq!(b.convention(), NoPriceConvention::YesScale);
+    }
+
+    #[test]
+    fn snapshot_count_marks_rebuilds() {
+        let mut b = OrderBook::new("A".into());
+        assert_eq!(b.snapshot_count(), 0);
+        b.apply_snapshot(&[l("0.40", "5")], &[], NoPriceConvention::NoLeg)
+            .unwrap();
+        b.apply_delta(Side::Yes, p("0.41"), c("1")).unwrap();
+        assert_eq!(b.snapshot_count(), 1, "deltas do not rebuild the book");
+        b.apply_snapshot(&[l("0.40", "5")], &[], NoPriceConvention::NoLeg)
+            .unwrap();
+        assert_eq!(b.snapshot_count(), 2);
     }
 
     #[test]

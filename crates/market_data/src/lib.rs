@@ -14,6 +14,8 @@
 //!   replayed), emitting book events; [`sync::TickerCheck`] cross-checks `ticker` frames.
 //! * [`capture`] — `{"recv_ns", "frame"}` gzip JSONL reader and writer.
 //! * [`backoff`] — capped, jittered exponential backoff.
+//! * [`recorder`] — the `download_highres` recorder: discovery, subscriptions, the snapshot
+//!   grid with gap/resync markers, the writer thread, the output-folder lock.
 //!
 //! Invariants:
 //! * No float on the price/size path: prices, sizes and money are `pipeline::money` integers
@@ -29,6 +31,7 @@
 pub mod backoff;
 pub mod book;
 pub mod capture;
+pub mod recorder;
 pub mod rest;
 pub mod sync;
 pub mod wire;

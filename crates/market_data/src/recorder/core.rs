@@ -1,0 +1,605 @@
+//! The core task: event stream in, grid lines out (see the module docs of `recorder`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use pipeline::auth::Signer;
+use pipeline::ids::{MarketTicker, SeriesTicker};
+use pipeline::snapshot::{Line, MarkerKind};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::grid::{floor_to_grid, Extras, Track};
+use super::registry::Registry;
+use super::subs::{Confirmed, Manager};
+use super::writer::{self, Progress, WriterConfig, WriterMsg};
+use super::{RecordSummary, RecorderConfig, RecorderError, StopReason};
+use crate::rest::{MarketStatusFilter, MarketsQuery, RestClient, RestError};
+use crate::sync::{BookEvent, InvalidReason};
+use crate::wire::{Market, WsMessage};
+use crate::ws::{self, SharedBooks, WsConfig, WsEvent};
+
+/// How long after its close a market's result is polled over REST before giving up.
+const RESULT_POLL_MS: i64 = 3_600_000;
+/// Markets channel capacity (lines and frames); large, so a slow disk is absorbed.
+const WRITER_CAPACITY: usize = 65_536;
+
+fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The `tokio` instant at which the wall clock reads `t_ms` (now if already past).
+fn instant_at(t_ms: i64) -> tokio::time::Instant {
+    let ahead = t_ms - wall_ms();
+    tokio::time::Instant::now() + Duration::from_millis(ahead.max(0) as u64)
+}
+
+fn describe(r: &InvalidReason) -> String {
+    match r {
+        InvalidReason::SeqGap { expected, got } => {
+            format!("sequence gap: seq {expected} expected, got {got}")
+        }
+        InvalidReason::DeltaBeforeSnapshot => "delta before the order-book snapshot".into(),
+        InvalidReason::NegativeLevel { side, price } => {
+            format!("{side:?} level {price} would go negative")
+        }
+        InvalidReason::BadUpdate(s) => format!("bad order-book update: {s}"),
+        InvalidReason::BufferOverflow => "exchange dropped data (subscription buffer overflow)".into(),
+        InvalidReason::Unsubscribed => "resubscribing for a fresh snapshot".into(),
+        InvalidReason::ConnectionLost => "websocket disconnected".into(),
+    }
+}
+
+/// Whether a connection failure means the exchange refused our key.
+fn is_auth_failure(reason: &str) -> bool {
+    reason.contains("HTTP error: 401") || reason.contains("HTTP error: 403")
+}
+
+/// What one discovery round found.
+#[derive(Debug, Default)]
+struct Discovery {
+    markets: Vec<Market>,
+    errors: Vec<String>,
+    unauthorized: Option<String>,
+}
+
+async fn discover(
+    rest: RestClient,
+    series: SeriesTicker,
+    every: Duration,
+    poll: watch::Receiver<Vec<MarketTicker>>,
+    tx: mpsc::Sender<Discovery>,
+) {
+    loop {
+        let mut d = Discovery::default();
+        let note = |d: &mut Discovery, e: RestError| {
+            if matches!(e, RestError::Unauthorized { .. }) {
+                d.unauthorized = Some(e.to_string());
+            }
+            d.errors.push(e.to_string());
+        };
+        for status in [MarketStatusFilter::Open, MarketStatusFilter::Unopened] {
+            let q = MarketsQuery {
+                limit: Some(1000),
+                ..MarketsQuery::series(series.clone()).with_status(status)
+            };
+            match rest.markets(&q).await {
+                Ok(v) => d.markets.extend(v),
+                Err(e) => note(&mut d, e),
+            }
+        }
+        let pending = poll.borrow().clone();
+        for t in pending {
+            match rest.market(t.as_str()).await {
+                Ok(m) => d.markets.push(m),
+                Err(RestError::NotFound { .. }) => match rest.historical_market(t.as_str()).await {
+                    Ok(m) => d.markets.push(m),
+                    Err(e) => note(&mut d, e),
+                },
+                Err(e) => note(&mut d, e),
+            }
+        }
+        if tx.send(d).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    connections: u64,
+    frames: u64,
+    late_ticks: u64,
+    max_late_ms: u64,
+    resyncs_requested: u64,
+    rows: u64,
+    gaps: u64,
+    resyncs: u64,
+    closed: u64,
+    /// Markets with at least one line.
+    seen: BTreeSet<MarketTicker>,
+}
+
+struct Core {
+    cfg: Arc<RecorderConfig>,
+    books: SharedBooks,
+    registry: Registry,
+    tracks: BTreeMap<MarketTicker, Track>,
+    reasons: HashMap<MarketTicker, String>,
+    wtx: mpsc::Sender<WriterMsg>,
+    wanted_tx: watch::Sender<BTreeSet<MarketTicker>>,
+    poll_tx: watch::Sender<Vec<MarketTicker>>,
+    conf_tx: mpsc::UnboundedSender<Confirmed>,
+    progress: Arc<Progress>,
+    step: i64,
+    next_tick: i64,
+    last_tick: Option<i64>,
+    connected: bool,
+    down_since: Option<Instant>,
+    last_error: String,
+    stats: Stats,
+}
+
+impl Core {
+    async fn send(&self, msg: WriterMsg) -> Result<(), RecorderError> {
+        self.wtx
+            .send(msg)
+            .await
+            .map_err(|_| RecorderError::Output("the writer stopped".into()))
+    }
+
+    async fn send_lines(&mut self, lines: Vec<Line>) -> Result<(), RecorderError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        for l in &lines {
+            if !self.stats.seen.contains(l.market_ticker()) {
+                self.stats.seen.insert(l.market_ticker().clone());
+            }
+            match l {
+                Line::Snapshot(_) => self.stats.rows += 1,
+                Line::Marker(m) => match m.event {
+                    MarkerKind::Gap => self.stats.gaps += 1,
+                    MarkerKind::Resync => self.stats.resyncs += 1,
+                    MarkerKind::Closed => self.stats.closed += 1,
+                    MarkerKind::Other(_) => {}
+                },
+            }
+        }
+        self.send(WriterMsg::Lines(lines)).await
+    }
+
+    async fn run(
+        &mut self,
+        events: &mut mpsc::Receiver<WsEvent>,
+        disc: &mut mpsc::Receiver<Discovery>,
+        shutdown: &CancellationToken,
+    ) -> Result<StopReason, RecorderError> {
+        let deadline = self.cfg.duration.map(|d| tokio::time::Instant::now() + d);
+        let every = self.cfg.status_every;
+        let mut status = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let tick_at = instant_at(self.next_tick);
+            tokio::select! {
+                // Ticks before everything else but stopping, so they are on time under load.
+                biased;
+                _ = shutdown.cancelled() => return Ok(StopReason::Shutdown),
+                _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
+                    return Ok(StopReason::Duration)
+                }
+                _ = tokio::time::sleep_until(tick_at) => self.on_timer().await?,
+                d = disc.recv() => if let Some(d) = d { self.on_discovery(d).await? },
+                _ = status.tick() => self.status(),
+                ev = events.recv() => match ev {
+                    Some(ev) => self.on_event(ev).await?,
+                    None => return Err(RecorderError::Output("the WebSocket session stopped unexpectedly".into())),
+                },
+            }
+        }
+    }
+
+    async fn on_timer(&mut self) -> Result<(), RecorderError> {
+        let now = wall_ms();
+        if now < self.next_tick {
+            return Ok(()); // woke early (wall clock stepped): sleep again
+        }
+        let due = floor_to_grid(now, self.step);
+        let first = self.next_tick;
+        let mut lines = Vec::new();
+        if due > first {
+            let n = ((due - first) / self.step) as u64;
+            self.stats.late_ticks += n;
+            let why = format!(
+                "recorder late by {} ms: {n} grid tick(s) skipped",
+                now - first
+            );
+            tracing::warn!(late_ms = now - first, skipped = n, "recorder stalled; grid ticks skipped (gap markers written)");
+            for (t, tr) in self.tracks.iter_mut() {
+                if !tr.closed {
+                    tr.skipped(first, t, &why, &mut lines);
+                }
+            }
+        }
+        self.stats.max_late_ms = self.stats.max_late_ms.max((now - due) as u64);
+        self.tick(due, &mut lines);
+        self.last_tick = Some(due);
+        self.next_tick = due + self.step;
+        self.send_lines(lines).await?;
+        self.update_wanted(now);
+        self.check_connection()
+    }
+
+    /// The lines of grid instant `ts`.
+    fn tick(&mut self, ts: i64, lines: &mut Vec<Line>) {
+        let Core {
+            cfg,
+            books,
+            registry,
+            tracks,
+            reasons,
+            connected,
+            last_error,
+            ..
+        } = self;
+        // Closed (by time or status) and paused markets first.
+        for (t, tr) in tracks.iter_mut() {
+            if tr.closed {
+                continue;
+            }
+            match registry.get(t.as_str()) {
+                Some(m) if m.closed_at(ts) => {
+                    let at = m.close_ms.filter(|c| *c <= ts).unwrap_or(ts);
+                    tr.close(at, t, lines);
+                }
+                Some(m) if !m.active_at(ts) => tr.pause(ts, t, "market paused (deactivated)", lines),
+                Some(_) => {}
+                None => tr.close(ts, t, lines),
+            }
+        }
+        let active: Vec<(MarketTicker, Extras)> = registry
+            .iter()
+            .filter(|m| m.active_at(ts))
+            .map(|m| {
+                (
+                    m.ticker.clone(),
+                    Extras {
+                        last_price: m.last_price,
+                        volume: m.volume,
+                        close_ts_ms: m.close_ms,
+                    },
+                )
+            })
+            .collect();
+        if active.is_empty() {
+            return;
+        }
+        let depth = cfg.depth;
+        books.with(|sync| {
+            for (t, ex) in active {
+                let tr = tracks.entry(t.clone()).or_default();
+                if tr.closed {
+                    continue;
+                }
+                let reason = || {
+                    if !*connected {
+                        format!("websocket disconnected: {last_error}")
+                    } else {
+                        reasons
+                            .get(&t)
+                            .cloned()
+                            .unwrap_or_else(|| "book invalid (waiting for a snapshot)".into())
+                    }
+                };
+                tr.tick(ts, &t, sync.book(t.as_str()), depth, ex, reason, lines);
+            }
+        });
+    }
+
+    fn update_wanted(&mut self, now: i64) {
+        let lead = self.cfg.subscribe_lead.as_millis() as i64;
+        let wanted = self.registry.wanted(now, lead);
+        self.wanted_tx.send_if_modified(|w| {
+            if *w != wanted {
+                *w = wanted;
+                true
+            } else {
+                false
+            }
+        });
+        let poll = self.registry.awaiting_result(now, RESULT_POLL_MS);
+        self.poll_tx.send_if_modified(|p| {
+            if *p != poll {
+                *p = poll;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    fn check_connection(&self) -> Result<(), RecorderError> {
+        if let (Some(since), Some(max)) = (self.down_since, self.cfg.max_reconnect) {
+            if !self.connected && since.elapsed() > max {
+                return Err(RecorderError::ConnectionLost {
+                    seconds: since.elapsed().as_secs(),
+                    last_error: if self.last_error.is_empty() {
+                        "no connection yet".into()
+                    } else {
+                        self.last_error.clone()
+                    },
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_event(&mut self, ev: WsEvent) -> Result<(), RecorderError> {
+        match ev {
+            WsEvent::Connected { attempt } => {
+                self.connected = true;
+                self.down_since = None;
+                self.stats.connections += 1;
+                tracing::info!(attempt, "connected");
+            }
+            WsEvent::Disconnected { reason } => {
+                if is_auth_failure(&reason) {
+                    return Err(RecorderError::Auth(reason));
+                }
+                if self.connected {
+                    tracing::warn!(%reason, "disconnected; books are invalid until fresh snapshots");
+                }
+                self.connected = false;
+                self.down_since.get_or_insert_with(Instant::now);
+                self.last_error = reason;
+            }
+            WsEvent::Subscribed {
+                sub,
+                channel,
+                tickers,
+                ..
+            } => {
+                let _ = self.conf_tx.send(Confirmed {
+                    sub,
+                    channel,
+                    tickers,
+                });
+            }
+            WsEvent::Frame(f) => {
+                self.stats.frames += 1;
+                if let Ok(fr) = &f.parsed {
+                    match &fr.msg {
+                        WsMessage::MarketLifecycle(l) => {
+                            if let Some(rec) = self.registry.on_lifecycle(l, wall_ms()) {
+                                tracing::info!(market = %l.market_ticker, event = %l.event_type, "lifecycle");
+                                self.send(WriterMsg::Markets(vec![rec])).await?;
+                                self.update_wanted(wall_ms());
+                            }
+                        }
+                        WsMessage::Ticker(t) => self.registry.on_ticker(t),
+                        _ => {}
+                    }
+                }
+                if self.cfg.capture {
+                    self.send(WriterMsg::Frame(f)).await?;
+                }
+            }
+            WsEvent::Book(BookEvent::BookInvalid { ticker, reason }) => {
+                let why = describe(&reason);
+                tracing::info!(market = %ticker, reason = %why, "book invalid");
+                self.reasons.insert(ticker, why);
+            }
+            WsEvent::Book(_) => {}
+            WsEvent::Resyncing { sub, reason, .. } => {
+                self.stats.resyncs_requested += 1;
+                tracing::info!(sub = sub.0, %reason, "resubscribing for fresh snapshots");
+            }
+            WsEvent::ServerError(e) => {
+                tracing::warn!(code = e.code, msg = %e.msg, "exchange error message");
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_discovery(&mut self, d: Discovery) -> Result<(), RecorderError> {
+        if let Some(u) = d.unauthorized {
+            return Err(RecorderError::Auth(u));
+        }
+        for e in &d.errors {
+            tracing::warn!(error = %e, "market discovery failed (will retry)");
+        }
+        let now = wall_ms();
+        let mut recs = Vec::new();
+        for m in &d.markets {
+            if let Some(r) = self.registry.on_rest_market(m, now) {
+                recs.push(r);
+            }
+        }
+        if !recs.is_empty() {
+            tracing::info!(markets = d.markets.len(), new_lines = recs.len(), "markets discovered");
+            self.send(WriterMsg::Markets(recs)).await?;
+        }
+        let tracks = &self.tracks;
+        let gone = self.registry.forget(now, RESULT_POLL_MS, |t| {
+            tracks.get(t).is_some_and(|tr| !tr.closed)
+        });
+        for t in gone {
+            self.tracks.remove(&t);
+            self.reasons.remove(&t);
+        }
+        self.update_wanted(now);
+        Ok(())
+    }
+
+    fn status(&self) {
+        let now = wall_ms();
+        let active = self.registry.iter().filter(|m| m.active_at(now)).count();
+        let recording = self
+            .tracks
+            .values()
+            .filter(|t| matches!(t.state, super::grid::BookState::Valid { .. }))
+            .count();
+        tracing::info!(
+            markets_known = self.registry.len(),
+            active,
+            recording,
+            subscribed = self.wanted_tx.borrow().len(),
+            rows = self.stats.rows,
+            gaps = self.stats.gaps,
+            resyncs = self.stats.resyncs,
+            closed = self.stats.closed,
+            frames = self.stats.frames,
+            connected = self.connected,
+            connections = self.stats.connections,
+            late_ticks = self.stats.late_ticks,
+            max_late_ms = self.stats.max_late_ms,
+            snapshot_bytes = self.progress.snapshot_bytes.load(Ordering::Relaxed),
+            files = self.progress.snapshot_files.load(Ordering::Relaxed),
+            capture_frames = self.progress.capture_frames.load(Ordering::Relaxed),
+            sidecar_lines = self.progress.sidecar_lines.load(Ordering::Relaxed),
+            "status"
+        );
+    }
+
+    /// Markers for a clean stop: every market being recorded gets a `gap` at the next tick.
+    async fn finish(&mut self) {
+        let next = self.last_tick.map_or(self.next_tick, |t| t + self.step);
+        let mut lines = Vec::new();
+        for (t, tr) in self.tracks.iter_mut() {
+            tr.stop(next, t, &mut lines);
+        }
+        let _ = self.send_lines(lines).await;
+    }
+}
+
+pub(crate) async fn record(
+    cfg: Arc<RecorderConfig>,
+    rest: RestClient,
+    wcfg: WsConfig,
+    signer: Signer,
+    shutdown: CancellationToken,
+) -> Result<RecordSummary, RecorderError> {
+    let started = Instant::now();
+    let progress = Arc::new(Progress::default());
+    let (wtx, writer) = writer::spawn(
+        WriterConfig {
+            out_dir: cfg.out_dir.clone(),
+            series: cfg.series.clone(),
+            snapshot_ms: cfg.snapshot_ms,
+            rotate: cfg.rotate,
+            flush_every: cfg.flush_every,
+            capture: cfg.capture,
+        },
+        WRITER_CAPACITY,
+        progress.clone(),
+    )?;
+    let inner = CancellationToken::new();
+    let (ws, mut events, ws_task) = ws::spawn(wcfg, Some(signer), inner.clone());
+    let (wanted_tx, wanted_rx) = watch::channel(BTreeSet::new());
+    let (conf_tx, conf_rx) = mpsc::unbounded_channel();
+    let manager = tokio::spawn(
+        Manager {
+            ws: ws.clone(),
+            use_yes_price: cfg.use_yes_price,
+            wanted: wanted_rx,
+            confirmed: conf_rx,
+            shutdown: inner.clone(),
+        }
+        .run(),
+    );
+    let (poll_tx, poll_rx) = watch::channel(Vec::new());
+    let (disc_tx, mut disc_rx) = mpsc::channel(4);
+    let discovery = tokio::spawn(discover(
+        rest,
+        cfg.series.clone(),
+        cfg.discovery_every,
+        poll_rx,
+        disc_tx,
+    ));
+    let step = cfg.snapshot_ms as i64;
+    tracing::info!(
+        series = %cfg.series, out_dir = %cfg.out_dir.display(), snapshot_ms = cfg.snapshot_ms,
+        depth = cfg.depth, capture = cfg.capture, use_yes_price = cfg.use_yes_price,
+        "recording"
+    );
+    let mut core = Core {
+        books: ws.books(),
+        registry: Registry::new(cfg.series.clone()),
+        tracks: BTreeMap::new(),
+        reasons: HashMap::new(),
+        wtx,
+        wanted_tx,
+        poll_tx,
+        conf_tx,
+        progress,
+        step,
+        next_tick: floor_to_grid(wall_ms(), step) + step,
+        last_tick: None,
+        connected: false,
+        down_since: Some(Instant::now()),
+        last_error: String::new(),
+        stats: Stats::default(),
+        cfg: cfg.clone(),
+    };
+    let outcome = core.run(&mut events, &mut disc_rx, &shutdown).await;
+    match &outcome {
+        Ok(stop) => tracing::info!(?stop, "stopping: flushing and closing files"),
+        Err(e) => tracing::error!(error = %e, "stopping on an error: flushing and closing files"),
+    }
+    core.finish().await;
+    // Stop the network side; keep what already arrived for the capture.
+    inner.cancel();
+    discovery.abort();
+    while let Some(ev) = events.recv().await {
+        if let (true, WsEvent::Frame(f)) = (cfg.capture, ev) {
+            core.stats.frames += 1;
+            if core.send(WriterMsg::Frame(f)).await.is_err() {
+                break;
+            }
+        }
+    }
+    let _ = ws_task.await;
+    let _ = manager.await;
+    let _ = discovery.await;
+    let Core { stats, .. } = core; // drops the writer's sender
+    let report = match writer.await {
+        Ok(r) => r,
+        Err(e) => Err(RecorderError::Output(format!("writer thread failed: {e}"))),
+    };
+    let report = match (outcome, report) {
+        (Err(RecorderError::Output(_)), Err(w)) => return Err(w),
+        (Err(e), _) => return Err(e),
+        (Ok(_), Err(w)) => return Err(w),
+        (Ok(stop), Ok(r)) => (stop, r),
+    };
+    let (stop, r) = report;
+    let summary = RecordSummary {
+        stop: Some(stop),
+        elapsed: started.elapsed(),
+        markets: stats.seen.len(),
+        rows: stats.rows,
+        gaps: stats.gaps,
+        resyncs: stats.resyncs,
+        closed: stats.closed,
+        late_ticks: stats.late_ticks,
+        max_late_ms: stats.max_late_ms,
+        connections: stats.connections,
+        resyncs_requested: stats.resyncs_requested,
+        frames: stats.frames,
+        snapshot_files: r.snapshots.files.clone(),
+        snapshot_bytes: r.snapshots.bytes,
+        capture_files: r.capture_files,
+        capture_frames: r.capture_frames,
+        capture_bytes: r.capture_bytes,
+        markets_file: r.markets_file,
+        sidecar_lines: r.sidecar_lines,
+    };
+    tracing::info!("{}", summary.to_string().trim_end());
+    Ok(summary)
+}
