@@ -567,7 +567,8 @@ pub(crate) async fn record(
     let _ = ws_task.await;
     let _ = manager.await;
     let _ = discovery.await;
-    let Core { stats, .. } = core; // drops the writer's sender
+    let stats = std::mem::take(&mut core.stats);
+    drop(core); // drops the writer's sender: the writer flushes, closes and reports
     let report = match writer.await {
         Ok(r) => r,
         Err(e) => Err(RecorderError::Output(format!("writer thread failed: {e}"))),
@@ -600,6 +601,20 @@ pub(crate) async fn record(
         markets_file: r.markets_file,
         sidecar_lines: r.sidecar_lines,
     };
-    tracing::info!("{}", summary.to_string().trim_end());
+    tracing::info!(
+        markets = summary.markets,
+        rows = summary.rows,
+        gaps = summary.gaps,
+        resyncs = summary.resyncs,
+        closed = summary.closed,
+        late_ticks = summary.late_ticks,
+        connections = summary.connections,
+        snapshot_files = summary.snapshot_files.len(),
+        snapshot_bytes = summary.snapshot_bytes,
+        capture_frames = summary.capture_frames,
+        sidecar_lines = summary.sidecar_lines,
+        elapsed_s = summary.elapsed.as_secs_f64(),
+        "recording finished; files closed"
+    );
     Ok(summary)
 }
