@@ -131,6 +131,8 @@ struct Core {
     books: SharedBooks,
     registry: Registry,
     tracks: BTreeMap<MarketTicker, Track>,
+    /// Why each book was last invalidated (from the session's events), consumed by the next
+    /// tick that writes a gap for it.
     reasons: HashMap<MarketTicker, String>,
     wtx: mpsc::Sender<WriterMsg>,
     wanted_tx: watch::Sender<BTreeSet<MarketTicker>>,
@@ -194,7 +196,17 @@ impl Core {
                 _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
                     return Ok(StopReason::Duration)
                 }
-                _ = tokio::time::sleep_until(tick_at) => self.on_timer().await?,
+                _ = tokio::time::sleep_until(tick_at) => {
+                    // Catch up with what the session already reported, so the tick's reasons
+                    // and connection state are as fresh as the books it reads.
+                    for _ in 0..4096 {
+                        match events.try_recv() {
+                            Ok(ev) => self.on_event(ev).await?,
+                            Err(_) => break,
+                        }
+                    }
+                    self.on_timer().await?
+                }
                 d = disc.recv() => if let Some(d) = d { self.on_discovery(d).await? },
                 _ = status.tick() => self.status(),
                 ev = events.recv() => match ev {
@@ -287,15 +299,11 @@ impl Core {
                 if tr.closed {
                     continue;
                 }
-                let reason = || {
-                    if !*connected {
-                        format!("websocket disconnected: {last_error}")
-                    } else {
-                        reasons
-                            .get(&t)
-                            .cloned()
-                            .unwrap_or_else(|| "book invalid (waiting for a snapshot)".into())
-                    }
+                let pending = reasons.remove(&t);
+                let reason = || match pending {
+                    Some(r) => r,
+                    None if !*connected => format!("websocket disconnected: {last_error}"),
+                    None => "book invalid (waiting for a snapshot)".into(),
                 };
                 tr.tick(ts, &t, sync.book(t.as_str()), depth, ex, reason, lines);
             }

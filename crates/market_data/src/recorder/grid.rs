@@ -117,31 +117,24 @@ impl Track {
         out: &mut Vec<Line>,
     ) {
         debug_assert!(!self.closed, "tick after closed");
+        // Err(Some(text)): untrustworthy for a known reason; Err(None): ask `reason`.
         let now = match book {
             Some(b) if b.is_valid() => match record_from_book(ts, b, depth, extras) {
                 Ok(rec) => Ok((b.snapshot_count(), rec)),
-                Err(e) => Err(format!("untrustworthy book: {e}")),
+                Err(e) => Err(Some(format!("untrustworthy book: {e}"))),
             },
-            Some(_) => Err(reason()),
-            None => Err(match self.state {
-                BookState::Never => "no order-book snapshot yet".to_string(),
-                _ => reason(),
-            }),
+            None if self.state == BookState::Never => {
+                Err(Some("no order-book snapshot yet".to_string()))
+            }
+            _ => Err(None),
         };
         match (self.state, now) {
             (BookState::Valid { epoch }, Ok((e, rec))) if epoch == e => {
                 self.push(out, rec.into());
             }
             (BookState::Valid { .. }, Ok((e, rec))) => {
-                self.push(
-                    out,
-                    marker(
-                        ts,
-                        ticker,
-                        MarkerKind::Gap,
-                        Some("book rebuilt from a new snapshot between ticks".into()),
-                    ),
-                );
+                let why = format!("book rebuilt from a new snapshot between ticks ({})", reason());
+                self.push(out, marker(ts, ticker, MarkerKind::Gap, Some(why)));
                 self.push(out, marker(ts, ticker, MarkerKind::Resync, None));
                 self.push(out, rec.into());
                 self.state = BookState::Valid { epoch: e };
@@ -152,6 +145,7 @@ impl Track {
                 self.state = BookState::Valid { epoch: e };
             }
             (BookState::Never | BookState::Valid { .. }, Err(why)) => {
+                let why = why.unwrap_or_else(reason);
                 self.push(out, marker(ts, ticker, MarkerKind::Gap, Some(why)));
                 self.state = BookState::Outage;
             }
@@ -349,6 +343,13 @@ mod tests {
         }
         match &out[5] {
             Line::Marker(m) => assert_eq!(m.reason.as_deref(), Some("seq gap")),
+            _ => unreachable!(),
+        }
+        match &out[8] {
+            Line::Marker(m) => assert_eq!(
+                m.reason.as_deref(),
+                Some("book rebuilt from a new snapshot between ticks (seq gap)")
+            ),
             _ => unreachable!(),
         }
         match &out[4] {
