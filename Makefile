@@ -3,13 +3,18 @@
 # `setup` installs the CPU-only libtorch that tch links against into .libtorch/ (about 18 s and
 # 540 MB of downloads the first time, instant afterwards); every target that compiles runs it
 # first, because building tch without it fails with `torch/torch.h: No such file`.
-# Binary targets (download, labels, train, ...) arrive with the binaries themselves.
+# Binary targets (labels, train, ...) arrive with the binaries themselves.
+#
+# `demo` and `download` build only what they run (no libtorch): a recorder on a small server
+# never needs the 486 MB runtime.
 
 SHELL := bash
 CARGO ?= cargo
 ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 
-.PHONY: setup build test lint fmt bench clean-libtorch
+.PHONY: setup build test lint fmt bench clean-libtorch demo download
+
+CONFIG ?= config/runtime.json
 
 setup:
 	@"$(ROOT)/scripts/setup-libtorch.sh"
@@ -29,6 +34,18 @@ lint: setup
 # Benchmarks print figures; nothing asserts a time.
 bench: setup
 	cd "$(ROOT)" && OMP_NUM_THREADS=1 $(CARGO) bench --workspace
+
+# The first thing to run on a fresh machine: the local simulator plus ~2 minutes of recording
+# into pipeline_data/sim/highres (DEMO_SECONDS=120), then a summary read back from the files.
+demo:
+	@DEMO_SECONDS="$(DEMO_SECONDS)" CARGO="$(CARGO)" "$(ROOT)/scripts/demo.sh"
+
+DEMO_SECONDS ?= 120
+
+# Record the configured series (real Kalshi with config/runtime.json; CONFIG=config/sim.json for
+# a running simulator). Extra flags: make download ARGS="--capture --depth 5".
+download:
+	cd "$(ROOT)" && $(CARGO) run --release -p download_highres -- --config $(CONFIG) $(ARGS)
 
 # Formatting compiles nothing, so it does not need libtorch.
 fmt:
