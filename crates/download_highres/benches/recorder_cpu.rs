@@ -54,7 +54,10 @@ struct Exchange {
     frames: Arc<AtomicU64>,
 }
 
-async fn markets(State(x): State<Exchange>, Query(q): Query<HashMap<String, String>>) -> Json<Value> {
+async fn markets(
+    State(x): State<Exchange>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Json<Value> {
     let list: Vec<Value> = if q.get("status").map(String::as_str) == Some("open") {
         x.tickers
             .iter()
@@ -98,14 +101,17 @@ impl Book {
             volume: 0,
         };
         for k in 0..16 {
-            b.yes.insert(300_000 + k * 10_000, rng.gen_range(100..25_000));
+            b.yes
+                .insert(300_000 + k * 10_000, rng.gen_range(100..25_000));
             b.no.insert(550_000 + k * 10_000, rng.gen_range(100..25_000));
         }
         b
     }
     fn snapshot(&self, t: &str) -> Value {
         let lv = |m: &BTreeMap<i64, i64>| -> Vec<Value> {
-            m.iter().map(|(p, s)| json!([dollars(*p), fp(*s)])).collect()
+            m.iter()
+                .map(|(p, s)| json!([dollars(*p), fp(*s)]))
+                .collect()
         };
         json!({"market_ticker": t, "yes_dollars_fp": lv(&self.yes), "no_dollars_fp": lv(&self.no)})
     }
@@ -278,7 +284,11 @@ async fn run_one(markets_n: usize, depth: usize, rate: f64, seconds: u64) -> Fig
     let dir = tempfile::tempdir().unwrap();
     let t0 = now_ms();
     let x = Exchange {
-        tickers: Arc::new((0..markets_n).map(|i| format!("{SERIES}-M{i:04}")).collect()),
+        tickers: Arc::new(
+            (0..markets_n)
+                .map(|i| format!("{SERIES}-M{i:04}"))
+                .collect(),
+        ),
         rate,
         open_ms: t0 - 60_000,
         close_ms: t0 + 3_600_000,
@@ -294,7 +304,8 @@ async fn run_one(markets_n: usize, depth: usize, rate: f64, seconds: u64) -> Fig
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
     let (id, key) = kalshi_sim::keys::generate().unwrap();
-    let (env, pem) = kalshi_sim::keys::write_credentials(&dir.path().join("keys"), &id, &key).unwrap();
+    let (env, pem) =
+        kalshi_sim::keys::write_credentials(&dir.path().join("keys"), &id, &key).unwrap();
     let out = dir.path().join("out");
     let cfg = dir.path().join("runtime.json");
     std::fs::write(
@@ -332,8 +343,18 @@ async fn run_one(markets_n: usize, depth: usize, rate: f64, seconds: u64) -> Fig
     let sum = market_data::recorder::summarize(&out, &pipeline::SeriesTicker::new(SERIES)).unwrap();
     assert!(sum.report.is_clean(), "{}", sum.report);
     let rows = sum.rows();
-    let first = sum.markets.values().filter_map(|m| m.first_ts).min().unwrap_or(0);
-    let last = sum.markets.values().filter_map(|m| m.last_ts).max().unwrap_or(0);
+    let first = sum
+        .markets
+        .values()
+        .filter_map(|m| m.first_ts)
+        .min()
+        .unwrap_or(0);
+    let last = sum
+        .markets
+        .values()
+        .filter_map(|m| m.last_ts)
+        .max()
+        .unwrap_or(0);
     Figures {
         markets: markets_n,
         depth,
@@ -377,7 +398,13 @@ fn main() {
             let f = rt.block_on(run_one(n, d, rate, seconds));
             println!(
                 "{:>8} {:>6} {:>14.3} {:>10.0} {:>10.0} {:>12.1} {:>8.1}",
-                f.markets, f.depth, f.cpu_per_wall, f.frames_per_s, f.rows_per_s, f.bytes_per_row, f.rss_mb
+                f.markets,
+                f.depth,
+                f.cpu_per_wall,
+                f.frames_per_s,
+                f.rows_per_s,
+                f.bytes_per_row,
+                f.rss_mb
             );
         }
     }

@@ -145,7 +145,10 @@ fn wire_signals(token: CancellationToken) {
                     tracing::info!(signal = name, "stopping: flushing and closing files");
                     token.cancel();
                 } else if interrupt {
-                    tracing::error!(signal = name, "second interrupt: exiting without closing files");
+                    tracing::error!(
+                        signal = name,
+                        "second interrupt: exiting without closing files"
+                    );
                     std::process::exit(130);
                 }
             }

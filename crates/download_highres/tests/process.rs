@@ -59,7 +59,14 @@ async fn kill_9_leaves_readable_files_losing_at_most_one_flush_interval() {
     let (after, report) = read_lines(&s.out);
     let t = report.totals();
     assert_eq!(
-        (t.not_utf8, t.not_json, t.bad_field, t.invalid, t.too_long, t.corrupt_members),
+        (
+            t.not_utf8,
+            t.not_json,
+            t.bad_field,
+            t.invalid,
+            t.too_long,
+            t.corrupt_members
+        ),
         (0, 0, 0, 0, 0, 0),
         "{report}"
     );
@@ -94,9 +101,9 @@ async fn kill_9_leaves_readable_files_losing_at_most_one_flush_interval() {
     assert_eq!(report.totals().corrupt_members, 0, "{report}");
     assert!(all.len() > after.len());
     assert!(
-        all[after.len()..]
-            .iter()
-            .any(|l| matches!(l, Line::Marker(m) if m.reason.as_deref() == Some("recorder stopped"))),
+        all[after.len()..].iter().any(
+            |l| matches!(l, Line::Marker(m) if m.reason.as_deref() == Some("recorder stopped"))
+        ),
         "the second run stopped cleanly"
     );
     s.sim.shutdown().await;
@@ -115,12 +122,22 @@ async fn second_instance_refuses_with_exit_3_naming_the_lock_holder() {
     let b = recorder(&s.config, &["--duration", "30"]).spawn().unwrap();
     let done_b = finish(b).await;
     assert_eq!(done_b.code, Some(3), "stderr:\n{}", done_b.stderr);
-    assert!(done_b.stderr.contains(&lock.display().to_string()), "{}", done_b.stderr);
-    assert!(done_b.stderr.contains(&format!("pid={pid} ")), "{}", done_b.stderr);
+    assert!(
+        done_b.stderr.contains(&lock.display().to_string()),
+        "{}",
+        done_b.stderr
+    );
+    assert!(
+        done_b.stderr.contains(&format!("pid={pid} ")),
+        "{}",
+        done_b.stderr
+    );
     assert!(done_b.stderr.contains("locked"), "{}", done_b.stderr);
     assert!(done_b.stdout.is_empty(), "{}", done_b.stdout);
     assert!(
-        std::fs::read_to_string(&lock).unwrap().starts_with(&format!("pid={pid} ")),
+        std::fs::read_to_string(&lock)
+            .unwrap()
+            .starts_with(&format!("pid={pid} ")),
         "the refused instance left the lock file alone"
     );
     signal(&a, libc::SIGTERM);
@@ -140,7 +157,11 @@ async fn sigterm_exits_0_with_every_file_complete() {
     let done = finish(child).await;
     assert_eq!(done.code, Some(0), "stderr:\n{}", done.stderr);
     assert!(done.stdout.contains("stopped by signal"), "{}", done.stdout);
-    assert!(done.stderr.contains("recording finished; files closed"), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("recording finished; files closed"),
+        "{}",
+        done.stderr
+    );
 
     let (lines, report) = read_lines(&s.out);
     assert!(report.is_clean(), "{report}");
@@ -157,7 +178,10 @@ async fn sigterm_exits_0_with_every_file_complete() {
         assert!(recs.iter().all(|x| x.parse().is_ok()));
     }
     let side = read_markets(&markets_path(&s.out, &SeriesTicker::new(SERIES))).unwrap();
-    assert_eq!((side.skipped_partial_line, side.truncated_gzip), (None, false));
+    assert_eq!(
+        (side.skipped_partial_line, side.truncated_gzip),
+        (None, false)
+    );
     assert!(!side.records.is_empty());
     // The lock is released.
     OutDirLock::acquire(&s.out).expect("lock free after exit");
@@ -165,7 +189,11 @@ async fn sigterm_exits_0_with_every_file_complete() {
     // --summary reads the folder back.
     let sum = finish(recorder(&s.config, &["--summary"]).spawn().unwrap()).await;
     assert_eq!(sum.code, Some(0), "{}", sum.stderr);
-    assert!(sum.stdout.contains("every snapshot file reads cleanly"), "{}", sum.stdout);
+    assert!(
+        sum.stdout.contains("every snapshot file reads cleanly"),
+        "{}",
+        sum.stdout
+    );
     assert!(
         sum.stdout.contains(&format!("{} rows", st.rows)),
         "{}",
@@ -188,7 +216,11 @@ async fn rejected_or_missing_credentials_exit_2() {
     write_config(&cfg, &s.sim.rest_base(), &env, &pem, &s.out);
     let done = finish(recorder(&cfg, &["--duration", "30"]).spawn().unwrap()).await;
     assert_eq!(done.code, Some(2), "stderr:\n{}", done.stderr);
-    assert!(done.stderr.contains("rejected the credentials"), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("rejected the credentials"),
+        "{}",
+        done.stderr
+    );
 
     // A key file that is not there: named in the error.
     let missing = s.root.join("nope.pem");
@@ -212,9 +244,12 @@ async fn rejected_or_missing_credentials_exit_2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exchange_gone_longer_than_max_reconnect_exits_4_with_files_closed() {
     let s = start(sim_config(47, 3_000, vec![])).await;
-    let child = recorder(&s.config, &["--max-reconnect-seconds", "2", "--flush-seconds", "1"])
-        .spawn()
-        .unwrap();
+    let child = recorder(
+        &s.config,
+        &["--max-reconnect-seconds", "2", "--flush-seconds", "1"],
+    )
+    .spawn()
+    .unwrap();
     wait_for_flushes(&s.out, 2).await;
     let Setup { sim, out, .. } = s;
     sim.shutdown().await;
@@ -234,7 +269,9 @@ async fn exchange_gone_longer_than_max_reconnect_exits_4_with_files_closed() {
         Line::Marker(m) => {
             assert_eq!(m.event, MarkerKind::Gap);
             assert!(
-                m.reason.as_deref().is_some_and(|r| r.contains("disconnect")),
+                m.reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains("disconnect")),
                 "{m:?}"
             );
         }

@@ -21,7 +21,10 @@ use pipeline::snapshot::{Line, MarkerKind};
 type Sample = (i64, MarketTicker, Vec<(Price, Count)>, Vec<(Price, Count)>);
 
 /// Samples the engine's book of every active market every 200 ms until stopped.
-fn sample_engine(sim: &kalshi_sim::Sim, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec<Sample>> {
+fn sample_engine(
+    sim: &kalshi_sim::Sim,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<Sample>> {
     let h = sim.handle();
     tokio::spawn(async move {
         let mut out = Vec::new();
@@ -70,8 +73,8 @@ fn check_engine_samples(samples: &[Sample], replay: &Replay) -> (usize, usize) {
             continue;
         }
         let state = &hist[idx - 1];
-        let proven = state.epoch == hist[idx].epoch
-            && state.max_delta_ts.is_some_and(|m| m <= *t_s);
+        let proven =
+            state.epoch == hist[idx].epoch && state.max_delta_ts.is_some_and(|m| m <= *t_s);
         if !proven {
             skipped += 1;
             continue;
@@ -98,7 +101,15 @@ async fn steady_state_every_tick_once_and_equal_to_the_exchange_book() {
     let sampler = sample_engine(&s.sim, stop.clone());
     let child = recorder(
         &s.config,
-        &["--duration", "15", "--capture", "--depth", "10", "--flush-seconds", "1"],
+        &[
+            "--duration",
+            "15",
+            "--capture",
+            "--depth",
+            "10",
+            "--flush-seconds",
+            "1",
+        ],
     )
     .spawn()
     .unwrap();
@@ -143,7 +154,10 @@ async fn steady_state_every_tick_once_and_equal_to_the_exchange_book() {
                 _ => None,
             })
             .collect();
-        assert!(vols.windows(2).all(|w| w[0] <= w[1]), "{t}: volume decreased");
+        assert!(
+            vols.windows(2).all(|w| w[0] <= w[1]),
+            "{t}: volume decreased"
+        );
     }
     assert!(
         lines
@@ -158,7 +172,10 @@ async fn steady_state_every_tick_once_and_equal_to_the_exchange_book() {
         "steady state: {} markets, {} rows, engine samples compared {compared}, skipped {skipped}",
         st.markets, st.rows
     );
-    assert!(compared >= 5, "too few engine samples comparable: {compared}");
+    assert!(
+        compared >= 5,
+        "too few engine samples comparable: {compared}"
+    );
     s.sim.shutdown().await;
 }
 
@@ -177,7 +194,15 @@ async fn faults_give_gap_resync_markers_covering_the_outage_and_recording_resume
     let s = start(sim_config(23, 4_000, faults)).await;
     let child = recorder(
         &s.config,
-        &["--duration", "16", "--capture", "--depth", "10", "--flush-seconds", "1"],
+        &[
+            "--duration",
+            "16",
+            "--capture",
+            "--depth",
+            "10",
+            "--flush-seconds",
+            "1",
+        ],
     )
     .spawn()
     .unwrap();
@@ -186,7 +211,10 @@ async fn faults_give_gap_resync_markers_covering_the_outage_and_recording_resume
     let stats = s.sim.handle().fault_stats();
     assert!(stats.ws_dropped >= 2, "{stats:?}");
     assert!(stats.seq_skipped >= 2, "{stats:?}");
-    assert!(stats.ws_connections >= 3, "reconnected after each drop: {stats:?}");
+    assert!(
+        stats.ws_connections >= 3,
+        "reconnected after each drop: {stats:?}"
+    );
 
     let (lines, report) = read_lines(&s.out);
     assert!(report.is_clean(), "{report}");
@@ -210,7 +238,11 @@ async fn faults_give_gap_resync_markers_covering_the_outage_and_recording_resume
     );
     // Each dropped connection invalidated the market being recorded (the last drop may fall
     // after the recorder's last tick).
-    assert!(disconnects + 1 >= stats.ws_dropped as usize, "{:?}", st.gap_reasons);
+    assert!(
+        disconnects + 1 >= stats.ws_dropped as usize,
+        "{:?}",
+        st.gap_reasons
+    );
     assert!(disconnects >= 1, "{:?}", st.gap_reasons);
     assert!(seq_gaps >= 1, "{:?}", st.gap_reasons);
 
@@ -245,7 +277,10 @@ async fn faults_give_gap_resync_markers_covering_the_outage_and_recording_resume
             }
         }
     }
-    assert!(resumed[0] >= 1 && resumed[1] >= 1, "outages resolved by a resync: {resumed:?}");
+    assert!(
+        resumed[0] >= 1 && resumed[1] >= 1,
+        "outages resolved by a resync: {resumed:?}"
+    );
 
     // Rows equal the rebuilt books in their own snapshot epoch (never a stale book).
     let replay = Replay::from_capture(&s.out);

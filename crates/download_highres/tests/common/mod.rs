@@ -23,11 +23,11 @@ use market_data::wire::{WsFrame, WsMessage};
 use pipeline::ids::MarketTicker;
 use pipeline::money::{Count, Price};
 use pipeline::schema::markets::{fold_latest, markets_path, read_markets, MarketRecord};
+use pipeline::secrets::{ApiKeyId, PrivateKey};
 use pipeline::snapshot::{
     resolve_glob, Line, MarkerKind, ReadOptions, ReadReport, SnapshotReader, SnapshotRecord,
 };
 use pipeline::SeriesTicker;
-use pipeline::secrets::{ApiKeyId, PrivateKey};
 
 pub const SERIES: &str = "KXBTC15M";
 pub const STEP: i64 = 100;
@@ -207,7 +207,9 @@ pub fn markets(out: &Path) -> BTreeMap<MarketTicker, MarketRecord> {
 pub fn by_market(lines: &[Line]) -> BTreeMap<MarketTicker, Vec<Line>> {
     let mut m: BTreeMap<MarketTicker, Vec<Line>> = BTreeMap::new();
     for l in lines {
-        m.entry(l.market_ticker().clone()).or_default().push(l.clone());
+        m.entry(l.market_ticker().clone())
+            .or_default()
+            .push(l.clone());
     }
     m
 }
@@ -281,7 +283,10 @@ pub fn check_grid(
         for (i, l) in ls.iter().enumerate() {
             let ts = l.ts_ms();
             assert!(!closed, "{t}: line after the closed marker: {l:?}");
-            assert!(ts >= prev_ts, "{t}: line {i} goes back in time ({ts} < {prev_ts})");
+            assert!(
+                ts >= prev_ts,
+                "{t}: line {i} goes back in time ({ts} < {prev_ts})"
+            );
             prev_ts = ts;
             if let Some(e) = expect_row_at {
                 assert!(
@@ -293,9 +298,15 @@ pub fn check_grid(
             match l {
                 Line::Snapshot(r) => {
                     st.rows += 1;
-                    assert!(trusted, "{t}: row at {ts} inside an outage (after a gap, before its resync)");
+                    assert!(
+                        trusted,
+                        "{t}: row at {ts} inside an outage (after a gap, before its resync)"
+                    );
                     assert_eq!(ts % STEP, 0, "{t}: row off the grid");
-                    assert!(open <= ts && ts < close, "{t}: row at {ts} outside [{open}, {close})");
+                    assert!(
+                        open <= ts && ts < close,
+                        "{t}: row at {ts} outside [{open}, {close})"
+                    );
                     if let Some(prev) = last_row {
                         assert_eq!(ts - prev, STEP, "{t}: rows at {prev} and {ts} without a marker between: missed or repeated tick");
                     }
@@ -307,7 +318,10 @@ pub fn check_grid(
                     MarkerKind::Gap => {
                         st.gaps += 1;
                         st.gap_reasons.push(reason(l).to_string());
-                        assert!(trusted || !started, "{t}: second gap at {ts} without a resync");
+                        assert!(
+                            trusted || !started,
+                            "{t}: second gap at {ts} without a resync"
+                        );
                         trusted = false;
                         started = true;
                         last_row = None;
@@ -315,7 +329,10 @@ pub fn check_grid(
                     MarkerKind::Resync => {
                         st.resyncs += 1;
                         assert!(!trusted, "{t}: resync at {ts} while trusted");
-                        assert!(ts % STEP == 0 && ts >= open && ts < close, "{t}: resync at {ts}");
+                        assert!(
+                            ts % STEP == 0 && ts >= open && ts < close,
+                            "{t}: resync at {ts}"
+                        );
                         if let Some(prev) = last_row {
                             panic!("{t}: resync at {ts} right after row {prev}");
                         }
@@ -327,7 +344,11 @@ pub fn check_grid(
                         st.closed += 1;
                         assert_eq!(ts, close, "{t}: closed marker at the close");
                         if trusted {
-                            assert_eq!(last_row, Some(close - STEP), "{t}: recorded until the close");
+                            assert_eq!(
+                                last_row,
+                                Some(close - STEP),
+                                "{t}: recorded until the close"
+                            );
                         }
                         closed = true;
                     }
@@ -349,7 +370,11 @@ pub fn check_grid(
                 "{t}: a market still open at the stop must end with a gap, got {last:?}"
             );
             if reason(last) == "recorder stopped" {
-                assert_eq!(last.ts_ms(), st.last_tick + STEP, "{t}: stop marker at the next tick");
+                assert_eq!(
+                    last.ts_ms(),
+                    st.last_tick + STEP,
+                    "{t}: stop marker at the next tick"
+                );
                 assert!(
                     matches!(&ls[ls.len() - 2], Line::Snapshot(r) if r.ts_ms == st.last_tick),
                     "{t}: recorded until the last tick"
@@ -396,7 +421,11 @@ pub struct Replay {
 }
 
 fn ladder(b: &OrderBook, yes: bool) -> Vec<(Price, Count)> {
-    let v = if yes { b.yes_bids(1000) } else { b.no_bids(1000) };
+    let v = if yes {
+        b.yes_bids(1000)
+    } else {
+        b.no_bids(1000)
+    };
     v.into_iter().map(|l| (l.price, l.size)).collect()
 }
 
@@ -576,9 +605,7 @@ pub fn check_rows_against_capture(lines: &[Line], replay: &Replay, depth: usize)
                 // Report the first row that no candidate epoch explains.
                 let e = candidates.first().copied().unwrap_or(epoch);
                 let bad = seg.iter().find(|r| state(e, r).is_none()).unwrap();
-                let near = hist
-                    .iter()
-                    .find(|s| s.epoch == e && Some(s.seq) == bad.seq);
+                let near = hist.iter().find(|s| s.epoch == e && Some(s.seq) == bad.seq);
                 panic!(
                     "{t}: row at {} (seq {:?}) matches no rebuilt state (epochs tried {candidates:?}, from {epoch}):\n row {bad:?}\n book {near:?}",
                     bad.ts_ms, bad.seq

@@ -49,7 +49,9 @@ fn describe(r: &InvalidReason) -> String {
             format!("{side:?} level {price} would go negative")
         }
         InvalidReason::BadUpdate(s) => format!("bad order-book update: {s}"),
-        InvalidReason::BufferOverflow => "exchange dropped data (subscription buffer overflow)".into(),
+        InvalidReason::BufferOverflow => {
+            "exchange dropped data (subscription buffer overflow)".into()
+        }
         InvalidReason::Unsubscribed => "resubscribing for a fresh snapshot".into(),
         InvalidReason::ConnectionLost => "websocket disconnected".into(),
     }
@@ -232,7 +234,11 @@ impl Core {
                 "recorder late by {} ms: {n} grid tick(s) skipped",
                 now - first
             );
-            tracing::warn!(late_ms = now - first, skipped = n, "recorder stalled; grid ticks skipped (gap markers written)");
+            tracing::warn!(
+                late_ms = now - first,
+                skipped = n,
+                "recorder stalled; grid ticks skipped (gap markers written)"
+            );
             for (t, tr) in self.tracks.iter_mut() {
                 if !tr.closed {
                     tr.skipped(first, t, &why, &mut lines);
@@ -270,7 +276,9 @@ impl Core {
                     let at = m.close_ms.filter(|c| *c <= ts).unwrap_or(ts);
                     tr.close(at, t, lines);
                 }
-                Some(m) if !m.active_at(ts) => tr.pause(ts, t, "market paused (deactivated)", lines),
+                Some(m) if !m.active_at(ts) => {
+                    tr.pause(ts, t, "market paused (deactivated)", lines)
+                }
                 Some(_) => {}
                 None => tr.close(ts, t, lines),
             }
@@ -282,6 +290,7 @@ impl Core {
                 (
                     m.ticker.clone(),
                     Extras {
+                        depth: cfg.depth,
                         last_price: m.last_price,
                         volume: m.volume,
                         close_ts_ms: m.close_ms,
@@ -292,7 +301,6 @@ impl Core {
         if active.is_empty() {
             return;
         }
-        let depth = cfg.depth;
         books.with(|sync| {
             for (t, ex) in active {
                 let tr = tracks.entry(t.clone()).or_default();
@@ -305,7 +313,7 @@ impl Core {
                     None if !*connected => format!("websocket disconnected: {last_error}"),
                     None => "book invalid (waiting for a snapshot)".into(),
                 };
-                tr.tick(ts, &t, sync.book(t.as_str()), depth, ex, reason, lines);
+                tr.tick(ts, &t, sync.book(t.as_str()), ex, reason, lines);
             }
         });
     }
@@ -430,7 +438,11 @@ impl Core {
             }
         }
         if !recs.is_empty() {
-            tracing::info!(markets = d.markets.len(), new_lines = recs.len(), "markets discovered");
+            tracing::info!(
+                markets = d.markets.len(),
+                new_lines = recs.len(),
+                "markets discovered"
+            );
             self.send(WriterMsg::Markets(recs)).await?;
         }
         let tracks = &self.tracks;

@@ -50,9 +50,11 @@ pub struct Track {
     pub resyncs: u64,
 }
 
-/// What a row carries besides the book.
+/// What a row carries besides the best levels: ladder depth and market data.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Extras {
+    /// Ladder levels per side (0 = no `yes_bids`/`no_bids`).
+    pub depth: usize,
     pub last_price: Option<Price>,
     pub volume: Option<Count>,
     pub close_ts_ms: Option<i64>,
@@ -66,9 +68,9 @@ fn marker(ts: i64, t: &MarketTicker, kind: MarkerKind, reason: Option<String>) -
 pub fn record_from_book(
     ts_ms: i64,
     book: &OrderBook,
-    depth: usize,
     extras: Extras,
 ) -> Result<SnapshotRecord, String> {
+    let depth = extras.depth;
     let n = depth.max(1);
     let yes: Vec<(Price, Count)> = book
         .yes_bids(n)
@@ -111,7 +113,6 @@ impl Track {
         ts: i64,
         ticker: &MarketTicker,
         book: Option<&OrderBook>,
-        depth: usize,
         extras: Extras,
         reason: impl FnOnce() -> String,
         out: &mut Vec<Line>,
@@ -119,7 +120,7 @@ impl Track {
         debug_assert!(!self.closed, "tick after closed");
         // Err(Some(text)): untrustworthy for a known reason; Err(None): ask `reason`.
         let now = match book {
-            Some(b) if b.is_valid() => match record_from_book(ts, b, depth, extras) {
+            Some(b) if b.is_valid() => match record_from_book(ts, b, extras) {
                 Ok(rec) => Ok((b.snapshot_count(), rec)),
                 Err(e) => Err(Some(format!("untrustworthy book: {e}"))),
             },
@@ -133,7 +134,10 @@ impl Track {
                 self.push(out, rec.into());
             }
             (BookState::Valid { .. }, Ok((e, rec))) => {
-                let why = format!("book rebuilt from a new snapshot between ticks ({})", reason());
+                let why = format!(
+                    "book rebuilt from a new snapshot between ticks ({})",
+                    reason()
+                );
                 self.push(out, marker(ts, ticker, MarkerKind::Gap, Some(why)));
                 self.push(out, marker(ts, ticker, MarkerKind::Resync, None));
                 self.push(out, rec.into());
@@ -157,7 +161,10 @@ impl Track {
     /// recorded gets a `gap`.
     pub fn pause(&mut self, ts: i64, ticker: &MarketTicker, why: &str, out: &mut Vec<Line>) {
         if let BookState::Valid { .. } = self.state {
-            self.push(out, marker(ts, ticker, MarkerKind::Gap, Some(why.to_string())));
+            self.push(
+                out,
+                marker(ts, ticker, MarkerKind::Gap, Some(why.to_string())),
+            );
             self.state = BookState::Outage;
         }
     }
@@ -247,8 +254,8 @@ mod tests {
             ts,
             &"M".into(),
             b,
-            3,
             Extras {
+                depth: 3,
                 close_ts_ms: Some(9_000),
                 ..Default::default()
             },
@@ -263,8 +270,8 @@ mod tests {
         let r = record_from_book(
             1000,
             &b,
-            2,
             Extras {
+                depth: 2,
                 last_price: Some(p("0.42")),
                 volume: Some(c("12")),
                 close_ts_ms: Some(5000),
@@ -285,7 +292,7 @@ mod tests {
             (r.last_price, r.volume, r.close_ts_ms),
             (Some(p("0.42")), Some(c("12")), Some(5000))
         );
-        let r0 = record_from_book(1000, &b, 0, Extras::default()).unwrap();
+        let r0 = record_from_book(1000, &b, Extras::default()).unwrap();
         assert_eq!((r0.yes_bids, r0.no_bids), (None, None));
         assert_eq!(r0.yes_bid, Some(p("0.41")));
     }

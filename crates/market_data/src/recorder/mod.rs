@@ -424,7 +424,10 @@ pub async fn run(
         .ok()
         .filter(|u| matches!(u.scheme(), "ws" | "wss"))
         .ok_or_else(|| {
-            RecorderError::Config(format!("WebSocket URL {:?} is not ws:// or wss://", cfg.ws_url))
+            RecorderError::Config(format!(
+                "WebSocket URL {:?} is not ws:// or wss://",
+                cfg.ws_url
+            ))
         })?;
 
     let mut wcfg = WsConfig::new(cfg.ws_url.clone());

@@ -17,8 +17,8 @@ use pipeline::schema::markets::{
 };
 
 use crate::wire::{
-    LifecycleEvent as WireEvent, Market, MarketLifecycleMsg, MarketResult as WireResult,
-    TickerMsg, WireNumber,
+    LifecycleEvent as WireEvent, Market, MarketLifecycleMsg, MarketResult as WireResult, TickerMsg,
+    WireNumber,
 };
 
 /// One market as the recorder sees it.
@@ -54,7 +54,10 @@ impl Tracked {
 
     /// Lifecycle phase from the status: ≥ 2 means closed (or later).
     fn phase(&self) -> u8 {
-        self.status.as_ref().and_then(MarketStatus::phase).unwrap_or(0)
+        self.status
+            .as_ref()
+            .and_then(MarketStatus::phase)
+            .unwrap_or(0)
     }
 
     /// Tradable at `t`: open, not yet closed, not paused.
@@ -159,7 +162,10 @@ pub fn record_from_market(m: &Market, now_ms: i64) -> MarketRecord {
     r.status = m.status.as_ref().map(|s| MarketStatus::parse(s.as_str()));
     r.open_time = m.open_time.map(|t| t.0);
     r.close_time = m.close_time.map(|t| t.0);
-    r.strike_type = m.strike_type.as_ref().map(|s| StrikeType::parse(s.as_str()));
+    r.strike_type = m
+        .strike_type
+        .as_ref()
+        .map(|s| StrikeType::parse(s.as_str()));
     r.floor_strike = m.floor_strike.as_ref().and_then(decimal);
     r.cap_strike = m.cap_strike.as_ref().and_then(decimal);
     r.result = result(&m.result);
@@ -357,7 +363,8 @@ impl Registry {
             .values()
             .filter(|t| {
                 !t.finalized()
-                    && t.close_ms.is_some_and(|c| now_ms >= c && now_ms - c < give_up_ms)
+                    && t.close_ms
+                        .is_some_and(|c| now_ms >= c && now_ms - c < give_up_ms)
                     && (t.result.is_none() || t.phase() < 4)
             })
             .map(|t| t.ticker.clone())

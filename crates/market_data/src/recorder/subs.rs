@@ -126,15 +126,27 @@ impl Manager {
                 Some(w) => w.iter().cloned().collect(),
                 None => Vec::new(),
             };
-            return match self.ws.subscribe(self.request(slot.channel, markets.clone())).await {
+            return match self
+                .ws
+                .subscribe(self.request(slot.channel, markets.clone()))
+                .await
+            {
                 Ok(s) => {
                     slot.sub = Some(s.sub);
                     slot.markets = markets.into_iter().collect();
-                    tracing::debug!(channel = slot.channel, sub = s.sub.0, sid = s.sid, "subscribed");
+                    tracing::debug!(
+                        channel = slot.channel,
+                        sub = s.sub.0,
+                        sid = s.sid,
+                        "subscribed"
+                    );
                     Step::Done
                 }
                 Err(WsError::Timeout(_)) => {
-                    tracing::info!(channel = slot.channel, "subscribe reply pending (not connected); will adopt it");
+                    tracing::info!(
+                        channel = slot.channel,
+                        "subscribe reply pending (not connected); will adopt it"
+                    );
                     slot.awaiting = true;
                     Step::Done
                 }
@@ -193,7 +205,10 @@ impl Manager {
             WsError::Closed => Step::Stop,
             WsError::UnknownSubscription(_) => {
                 // The session dropped it (the exchange refused a resubscription): start again.
-                tracing::warn!(channel = slot.channel, "subscription gone; subscribing again");
+                tracing::warn!(
+                    channel = slot.channel,
+                    "subscription gone; subscribing again"
+                );
                 slot.sub = None;
                 slot.markets.clear();
                 Step::Retry
@@ -214,7 +229,11 @@ fn adopt(slot: &mut Slot, c: &Confirmed) {
         // A (re)confirmation: the session's list is authoritative.
         slot.markets = c.tickers.iter().cloned().collect();
     } else if slot.awaiting {
-        tracing::info!(channel = slot.channel, sub = c.sub.0, "adopted a subscription confirmed after reconnecting");
+        tracing::info!(
+            channel = slot.channel,
+            sub = c.sub.0,
+            "adopted a subscription confirmed after reconnecting"
+        );
         slot.sub = Some(c.sub);
         slot.markets = c.tickers.iter().cloned().collect();
         slot.awaiting = false;

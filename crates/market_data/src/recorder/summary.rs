@@ -9,9 +9,7 @@ use std::path::{Path, PathBuf};
 use chrono::DateTime;
 use pipeline::ids::{MarketTicker, SeriesTicker};
 use pipeline::schema::markets::{fold_latest, markets_path, read_markets};
-use pipeline::snapshot::{
-    resolve_glob, Line, MarkerKind, ReadOptions, ReadReport, SnapshotReader,
-};
+use pipeline::snapshot::{resolve_glob, Line, MarkerKind, ReadOptions, ReadReport, SnapshotReader};
 
 use super::{capture_glob, snapshot_glob, RecorderError};
 use crate::capture::CaptureReader;
@@ -182,28 +180,30 @@ pub fn summarize(out_dir: &Path, series: &SeriesTicker) -> Result<DirSummary, Re
     }
     let report = rd.into_report();
     let sidecar_path = markets_path(out_dir, series);
-    let sidecar = sidecar_path.exists().then(|| match read_markets(&sidecar_path) {
-        Ok(r) => {
-            let lines = r.records.len();
-            let folded = fold_latest(r.records);
-            SidecarSummary {
-                path: sidecar_path.clone(),
-                lines,
-                markets: folded.len(),
-                results: folded.values().filter(|m| m.result.is_some()).count(),
-                problem: r
-                    .skipped_partial_line
-                    .map(|l| format!("partial last line {l} skipped")),
+    let sidecar = sidecar_path
+        .exists()
+        .then(|| match read_markets(&sidecar_path) {
+            Ok(r) => {
+                let lines = r.records.len();
+                let folded = fold_latest(r.records);
+                SidecarSummary {
+                    path: sidecar_path.clone(),
+                    lines,
+                    markets: folded.len(),
+                    results: folded.values().filter(|m| m.result.is_some()).count(),
+                    problem: r
+                        .skipped_partial_line
+                        .map(|l| format!("partial last line {l} skipped")),
+                }
             }
-        }
-        Err(e) => SidecarSummary {
-            path: sidecar_path.clone(),
-            lines: 0,
-            markets: 0,
-            results: 0,
-            problem: Some(e.to_string()),
-        },
-    });
+            Err(e) => SidecarSummary {
+                path: sidecar_path.clone(),
+                lines: 0,
+                markets: 0,
+                results: 0,
+                problem: Some(e.to_string()),
+            },
+        });
     let mut capture_files = Vec::new();
     let mut capture_frames = 0;
     let mut capture_truncated = 0;

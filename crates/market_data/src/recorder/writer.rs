@@ -83,10 +83,9 @@ impl Capture {
             } else {
                 format!("_r{part:02}")
             };
-            let path = self.out_dir.join(format!(
-                "{}_{stamp}{suffix}.capture.jsonl.gz",
-                self.series
-            ));
+            let path = self
+                .out_dir
+                .join(format!("{}_{stamp}{suffix}.capture.jsonl.gz", self.series));
             match OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(f) => {
                     tracing::info!(path = %path.display(), "capture file created");
@@ -125,7 +124,8 @@ impl Capture {
 
     fn flush(&mut self) -> Result<(), RecorderError> {
         if let Some((_, _, w)) = self.current.as_mut() {
-            w.flush().map_err(|e| RecorderError::Output(e.to_string()))?;
+            w.flush()
+                .map_err(|e| RecorderError::Output(e.to_string()))?;
         }
         Ok(())
     }
@@ -151,18 +151,15 @@ fn file_len(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
-/// Starts the writer thread. The returned handle yields the report once every sender is dropped.
+/// The writer thread; it yields its report once every sender is dropped.
+pub(crate) type WriterTask = JoinHandle<Result<WriterReport, RecorderError>>;
+
+/// Starts the writer thread.
 pub(crate) fn spawn(
     cfg: WriterConfig,
     capacity: usize,
     progress: Arc<Progress>,
-) -> Result<
-    (
-        mpsc::Sender<WriterMsg>,
-        JoinHandle<Result<WriterReport, RecorderError>>,
-    ),
-    RecorderError,
-> {
+) -> Result<(mpsc::Sender<WriterMsg>, WriterTask), RecorderError> {
     let snap = SnapshotWriter::new(
         &cfg.out_dir,
         cfg.series.clone(),
@@ -200,45 +197,45 @@ fn writer_loop(
     let mut sidecar_lines = 0u64;
     let mut next_flush = Instant::now() + cfg.flush_every;
     let out = |e: pipeline::snapshot::WriteError| RecorderError::Output(e.to_string());
-    let result: Result<(), RecorderError> = (|| {
-        loop {
-            let wait = next_flush.saturating_duration_since(Instant::now());
-            let msg = rt.block_on(async { tokio::time::timeout(wait, rx.recv()).await });
-            match msg {
-                Ok(Some(WriterMsg::Lines(lines))) => {
-                    for l in &lines {
-                        snap.write(l).map_err(out)?;
-                    }
+    let result: Result<(), RecorderError> = (|| loop {
+        let wait = next_flush.saturating_duration_since(Instant::now());
+        let msg = rt.block_on(async { tokio::time::timeout(wait, rx.recv()).await });
+        match msg {
+            Ok(Some(WriterMsg::Lines(lines))) => {
+                for l in &lines {
+                    snap.write(l).map_err(out)?;
                 }
-                Ok(Some(WriterMsg::Frame(f))) => {
-                    if cfg.capture {
-                        capture.write(&f)?;
-                        progress.capture_frames.store(capture.frames, Ordering::Relaxed);
-                    }
-                }
-                Ok(Some(WriterMsg::Markets(recs))) => {
-                    if !recs.is_empty() {
-                        append_markets(&markets_file, &recs)
-                            .map_err(|e| RecorderError::Output(e.to_string()))?;
-                        sidecar_lines += recs.len() as u64;
-                        progress
-                            .sidecar_lines
-                            .store(sidecar_lines, Ordering::Relaxed);
-                    }
-                }
-                Ok(None) => return Ok(()),
-                Err(_) => {}
             }
-            if Instant::now() >= next_flush {
-                snap.flush().map_err(out)?;
-                capture.flush()?;
-                let s = snap.summary();
-                progress.snapshot_bytes.store(s.bytes, Ordering::Relaxed);
-                progress
-                    .snapshot_files
-                    .store(s.files.len() as u64, Ordering::Relaxed);
-                next_flush = Instant::now() + cfg.flush_every;
+            Ok(Some(WriterMsg::Frame(f))) => {
+                if cfg.capture {
+                    capture.write(&f)?;
+                    progress
+                        .capture_frames
+                        .store(capture.frames, Ordering::Relaxed);
+                }
             }
+            Ok(Some(WriterMsg::Markets(recs))) => {
+                if !recs.is_empty() {
+                    append_markets(&markets_file, &recs)
+                        .map_err(|e| RecorderError::Output(e.to_string()))?;
+                    sidecar_lines += recs.len() as u64;
+                    progress
+                        .sidecar_lines
+                        .store(sidecar_lines, Ordering::Relaxed);
+                }
+            }
+            Ok(None) => return Ok(()),
+            Err(_) => {}
+        }
+        if Instant::now() >= next_flush {
+            snap.flush().map_err(out)?;
+            capture.flush()?;
+            let s = snap.summary();
+            progress.snapshot_bytes.store(s.bytes, Ordering::Relaxed);
+            progress
+                .snapshot_files
+                .store(s.files.len() as u64, Ordering::Relaxed);
+            next_flush = Instant::now() + cfg.flush_every;
         }
     })();
     // Close everything whatever happened; the first error wins.
