@@ -202,7 +202,14 @@ fn archive_shapes() {
             lifecycle("KX-12", "determined", json!({"result": "yes"}))
         )
     );
-    let cases: Vec<(&str, Vec<u8>, Vec<(&str, Outcome)>, Vec<(&str, &str)>)> = vec![
+    /// (file name, bytes, labels wanted, unresolved reasons wanted)
+    type Case<'a> = (
+        &'a str,
+        Vec<u8>,
+        Vec<(&'a str, Outcome)>,
+        Vec<(&'a str, &'a str)>,
+    );
+    let cases: Vec<Case> = vec![
         (
             "keyed.raw.json",
             keyed.to_string().into(),
@@ -1144,4 +1151,28 @@ fn progress_reports_every_phase() {
     build_with_progress(o, &mut rec).unwrap();
     assert_eq!(rec.0, vec![("reading inputs".to_string(), 3)]);
     assert_eq!(rec.1, 3);
+}
+
+#[test]
+fn the_more_final_unresolved_reason_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    // Sorted order: a (not settled), b (scalar), c (not settled again): scalar stays.
+    for (name, status, result) in [
+        ("a.json", "closed", ""),
+        ("b.json", "finalized", "scalar"),
+        ("c.json", "active", ""),
+    ] {
+        write(
+            dir.path(),
+            name,
+            json!({"KX-1": {"status": status, "result": result}}).to_string(),
+        );
+    }
+    let mut o = opts(dir.path());
+    o.archives = vec![format!("{}/*.json", dir.path().display())];
+    let out = build(o).unwrap();
+    let u = &out.unresolved.unresolved;
+    assert_eq!(u.len(), 1);
+    assert_eq!(u[0].reason, UnresolvedReason::Scalar);
+    assert_eq!(u[0].detail.as_deref(), Some("in b.json"));
 }
