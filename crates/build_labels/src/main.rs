@@ -60,7 +60,7 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let tty = std::io::stderr().is_terminal();
-    init_tracing();
+    init_tracing(tty);
     match run(&cli, tty) {
         Ok(outcome) => {
             print!("{outcome}");
@@ -102,13 +102,14 @@ fn run(cli: &Cli, tty: bool) -> anyhow::Result<BuildOutcome> {
     build_with_progress(opts, &mut progress).context("building labels")
 }
 
-fn init_tracing() {
+fn init_tracing(ansi: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(ansi)
         .init();
 }
 
