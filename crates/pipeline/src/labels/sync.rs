@@ -29,6 +29,13 @@ pub enum FetchedOutcome {
     Market(MarketOutcome),
     /// The exchange does not know the ticker (neither live nor historical).
     NotFound(MarketTicker),
+    /// The exchange answered about the ticker but the answer could not be read (a market
+    /// object with a bad field): listed as unresolved `unreadable` with the message, and
+    /// asked again next run.
+    Unreadable {
+        ticker: MarketTicker,
+        message: String,
+    },
 }
 
 /// Where [`sync`] gets the outcomes it is missing.
@@ -457,6 +464,14 @@ fn absorb_answer(c: &mut Collector, batch: &[MarketTicker], answer: Vec<FetchedO
                     ticker: t,
                     reason: UnresolvedReason::NotFound,
                     detail: None,
+                }),
+            ),
+            FetchedOutcome::Unreadable { ticker, message } => (
+                ticker.clone(),
+                Err(Unresolved {
+                    ticker,
+                    reason: UnresolvedReason::Other("unreadable".into()),
+                    detail: Some(message),
                 }),
             ),
         };

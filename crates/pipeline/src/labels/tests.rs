@@ -826,6 +826,7 @@ struct FakeSource {
     asked: Vec<String>,
     fail_on_call: Option<usize>,
     largest_batch: usize,
+    unreadable: Vec<String>,
 }
 
 impl FakeSource {
@@ -849,7 +850,12 @@ impl OutcomeSource for FakeSource {
         let mut out = Vec::new();
         for t in tickers {
             self.asked.push(t.to_string());
-            if let Some(m) = self.markets.get(t.as_str()) {
+            if self.unreadable.contains(&t.to_string()) {
+                out.push(FetchedOutcome::Unreadable {
+                    ticker: t.clone(),
+                    message: "field `status`: expected a string, got 5".into(),
+                });
+            } else if let Some(m) = self.markets.get(t.as_str()) {
                 out.push(FetchedOutcome::Market(
                     MarketOutcome::from_json(m.as_object().unwrap(), None).unwrap(),
                 ));
@@ -1099,7 +1105,19 @@ fn sync_into_the_main_labels_file_keeps_every_label() {
     o.now = t("2026-05-12T00:00:00Z");
     let mut src = FakeSource::default();
     src.set("KX-2", "finalized", "no");
+    src.unreadable.push("KX-3".into());
     let out = sync(o.clone(), &mut src).unwrap();
+    let u = out
+        .unresolved
+        .unresolved
+        .iter()
+        .find(|u| u.ticker.as_str() == "KX-3")
+        .unwrap();
+    assert_eq!(u.reason.as_str(), "unreadable");
+    assert_eq!(
+        u.detail.as_deref(),
+        Some("field `status`: expected a string, got 5")
+    );
     assert_eq!(out.kept_unaligned, 1);
     assert_eq!(out.left_out, 0);
     assert!(out.labels.get("KX-ELSEWHERE").is_some());
