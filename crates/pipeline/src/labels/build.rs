@@ -245,7 +245,7 @@ pub fn build_with_progress(
     let mut labels = std::mem::take(&mut c.labels);
     labels.generated_at = Some(opts.generated_at);
     c.labels = labels;
-    let mut unresolved = c.unresolved_list(|_| true);
+    let mut unresolved = c.unresolved_list();
     unresolved.generated_at = Some(opts.generated_at);
     save_outputs(
         &c.labels,

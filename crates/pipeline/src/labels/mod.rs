@@ -403,13 +403,13 @@ impl Collector {
     }
 
     /// The unresolved list: every entry whose market has no label.
-    pub fn unresolved_list(&self, keep: impl Fn(&MarketTicker) -> bool) -> UnresolvedList {
+    pub fn unresolved_list(&self) -> UnresolvedList {
         let mut list = UnresolvedList {
             generated_at: None,
             unresolved: self
                 .unresolved
                 .iter()
-                .filter(|(t, _)| !self.labels.labels.contains_key(*t) && keep(t))
+                .filter(|(t, _)| !self.labels.labels.contains_key(*t))
                 .map(|(_, (u, _))| u.clone())
                 .collect(),
         };

@@ -354,7 +354,7 @@ pub fn sync_with_progress(
     if let Some(prev) = &previous_unresolved {
         c.carry_unresolved(prev, &opts.unresolved_output);
     }
-    let mut unresolved = c.unresolved_list(|_| true);
+    let mut unresolved = c.unresolved_list();
     unresolved.generated_at = Some(opts.now);
     save_outputs(&out, &opts.output, &unresolved, &opts.unresolved_output)?;
     let new_labels = out.labels.keys().filter(|t| !before.contains(*t)).count();
