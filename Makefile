@@ -3,13 +3,17 @@
 # `setup` installs the CPU-only libtorch that tch links against into .libtorch/ (about 18 s and
 # 540 MB of downloads the first time, instant afterwards); every target that compiles runs it
 # first, because building tch without it fails with `torch/torch.h: No such file`.
-# Binary targets (download, labels, train, ...) arrive with the binaries themselves.
+# Binary targets (download, train, ...) arrive with the binaries themselves. The label tools
+# never link tch, so `labels` does not run `setup`.
 
 SHELL := bash
 CARGO ?= cargo
 ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+CONFIG ?= config/runtime.json
+# Extra build_labels arguments, e.g. LABELS_ARGS="--archive 'old/*.json' --strict".
+LABELS_ARGS ?=
 
-.PHONY: setup build test lint fmt bench clean-libtorch
+.PHONY: setup build test lint fmt bench clean-libtorch labels
 
 setup:
 	@"$(ROOT)/scripts/setup-libtorch.sh"
@@ -29,6 +33,11 @@ lint: setup
 # Benchmarks print figures; nothing asserts a time.
 bench: setup
 	cd "$(ROOT)" && OMP_NUM_THREADS=1 $(CARGO) bench --workspace
+
+# Labels (labels/v1) and the unresolved list from local data: label files, the markets
+# sidecars and captures in data_dir, and any --archive. Offline; exit 1 only with --strict.
+labels:
+	cd "$(ROOT)" && $(CARGO) run --release -p build_labels -- --config "$(CONFIG)" $(LABELS_ARGS)
 
 # Formatting compiles nothing, so it does not need libtorch.
 fmt:
