@@ -3,9 +3,12 @@
 //! secrets. Everything here is free of libtorch; the model lives in `edge_model`.
 
 pub mod auth;
+pub mod config;
 pub mod ids;
 pub mod money;
+pub mod schema;
 pub mod secrets;
+pub mod snapshot;
 
 pub use ids::{ClientOrderId, MarketTicker, OrderId, SeriesTicker};
 pub use money::{trading_fee, Count, FeeMultiplier, FixedError, Liquidity, Money, Price};
