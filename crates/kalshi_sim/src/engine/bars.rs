@@ -627,7 +627,8 @@ mod tests {
         let mut c = BarsBridge::new(&bars, origin, bridge(8));
         assert_ne!(c.price_at(origin + 90_500), a.price_at(origin + 90_500));
         // A flat bar (high = low) is a straight line.
-        let flat = "open_time,open,high,low,close\n0,100,100,100,100\n60000,100,101,99,101\n";
+        // Epoch seconds.
+        let flat = "open_time,open,high,low,close\n0,100,100,100,100\n60,100,101,99,101\n";
         let fb = Bars::parse_csv(flat, "flat").unwrap();
         let mut f = BarsBridge::new(&fb, 0, bridge(1));
         assert!((f.price_at(30_000) - 100.0).abs() < 1e-9);
@@ -639,9 +640,13 @@ mod tests {
         // should be about the Parkinson variance of the bar.
         let mut text = String::from("open_time,open,high,low,close\n");
         for i in 0..400 {
-            text.push_str(&format!("{},100,100.2,99.8,100\n", i * 60_000));
+            text.push_str(&format!(
+                "{},100,100.2,99.8,100\n",
+                1_767_225_600_000i64 + i * 60_000
+            ));
         }
         let bars = Bars::parse_csv(&text, "synthetic").unwrap();
+        assert_eq!(bars.bar_ms(), 60_000);
         let mut p = BarsBridge::new(&bars, 0, bridge(3));
         let mut sum = 0.0;
         let mut n = 0;
@@ -662,7 +667,8 @@ mod tests {
 
     #[test]
     fn gaps_keep_their_time_and_use_file_sigma() {
-        let text = "open_time,open,high,low,close\n0,100,100,100,100\n60000,100,100,100,100\n300000,100,101,99,102\n";
+        // Epoch seconds; bars 2, 3 and 4 are missing.
+        let text = "open_time,open,high,low,close\n0,100,100,100,100\n60,100,100,100,100\n300,100,102.5,99,102\n";
         let bars = Bars::parse_csv(text, "gap").unwrap();
         assert_eq!(bars.missing_bars(), 3);
         assert_eq!(bars.span_ms(), 360_000);

@@ -53,3 +53,56 @@ impl Engine {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{EngineConfig, RandomWalk};
+    use super::*;
+
+    #[test]
+    fn book_into_matches_book_levels_best_first() {
+        let start = 1_790_000_100_000;
+        let cfg = EngineConfig {
+            seed: 5,
+            start_ms: start,
+            market_duration_ms: 60_000,
+            listing_lead_ms: 60_000,
+            ..EngineConfig::default()
+        };
+        let path = RandomWalk::new(5, start, 100_000.0, 9e-5, 1000);
+        let mut e = Engine::new(cfg, Box::new(path));
+        let (mut yes, mut no) = (Vec::new(), Vec::new());
+        let mut checked = 0;
+        for k in 0..120 {
+            e.advance_to(start + k * 500);
+            let Some(t) = e
+                .markets()
+                .find(|m| m.status == MarketStatus::Active)
+                .map(|m| m.ticker.clone())
+            else {
+                continue;
+            };
+            let view = e.book_into(t.as_str(), 3, &mut yes, &mut no).unwrap();
+            let (mut all_yes, mut all_no) = e.book_levels(t.as_str()).unwrap();
+            all_yes.reverse();
+            all_no.reverse();
+            all_yes.truncate(3);
+            all_no.truncate(3);
+            assert_eq!((&yes, &no), (&all_yes, &all_no), "at {k}");
+            let st = e.ticker_state(t.as_str()).unwrap();
+            assert_eq!(yes.first().copied(), st.yes_bid);
+            assert_eq!(
+                no.first().map(|l| l.0.complement()),
+                st.yes_ask.map(|a| a.0)
+            );
+            assert_eq!(
+                (view.status, view.last_price, view.volume),
+                (MarketStatus::Active, st.last_price, st.volume)
+            );
+            checked += 1;
+        }
+        assert!(checked > 100);
+        assert!(e.book_into("NOPE", 3, &mut yes, &mut no).is_none());
+        assert!(yes.is_empty() && no.is_empty());
+    }
+}
