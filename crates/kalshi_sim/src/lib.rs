@@ -6,10 +6,13 @@
 //! - [`server`]: REST + WebSocket on loopback ([`spawn`] → [`Sim`], [`SimHandle`]).
 //! - [`faults`]: dropped connections, sequence gaps, 429/5xx bursts, delays, lost order
 //!   responses, slow consumers: on command or on a schedule, counted.
+//! - [`generate`]: days of history straight into the canonical snapshot, markets and labels
+//!   files, with a tunable planted edge.
 //! - [`keys`]: throwaway API keys written where the pipeline's config finds them.
 
 pub mod engine;
 pub mod faults;
+pub mod generate;
 pub mod keys;
 pub mod server;
 pub mod wire;

@@ -32,9 +32,12 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 enum Command {
     /// Serve generated markets over Kalshi's REST and WebSocket API.
     Serve(ServeArgs),
+    /// Write days of generated history (snapshots, markets sidecar, labels) straight to files.
+    Generate(kalshi_sim::generate::GenerateArgs),
 }
 
 #[derive(Args, Debug)]
@@ -299,6 +302,13 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn generate(a: kalshi_sim::generate::GenerateArgs) -> anyhow::Result<()> {
+    let cfg = a.into_config().context("generate")?;
+    let summary = kalshi_sim::generate::run(cfg).context("generate")?;
+    print!("{}", summary.report());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -318,6 +328,7 @@ fn main() -> ExitCode {
     };
     let r = match cli.command {
         Command::Serve(a) => rt.block_on(serve(a)),
+        Command::Generate(a) => generate(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
