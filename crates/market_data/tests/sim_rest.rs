@@ -35,7 +35,11 @@ async fn markets_pagination_returns_every_market_exactly_once() {
     let got = client.markets(&q).await.unwrap();
     let tickers: Vec<String> = got.iter().map(|m| m.ticker.to_string()).collect();
     let unique: BTreeSet<&String> = tickers.iter().collect();
-    assert_eq!(unique.len(), tickers.len(), "a market came twice: {tickers:?}");
+    assert_eq!(
+        unique.len(),
+        tickers.len(),
+        "a market came twice: {tickers:?}"
+    );
     let mut want = expected.clone();
     want.sort();
     let mut have = tickers.clone();
@@ -158,10 +162,7 @@ async fn injected_429_and_5xx_bursts_are_retried_then_surface_typed() {
         .cancel_order(&"no-such-order".into(), Some(&t.as_str().into()))
         .await
         .unwrap_err();
-    assert!(
-        matches!(e, RestError::Server { status: 503, .. }),
-        "{e:?}"
-    );
+    assert!(matches!(e, RestError::Server { status: 503, .. }), "{e:?}");
     assert_eq!(h.fault_stats().http_status_injected, 15);
     sim.shutdown().await;
 }
@@ -215,7 +216,11 @@ async fn signed_requests_with_generated_credentials_and_typed_401s() {
         "{e:?}"
     );
     // Public market data needs no signature.
-    assert!(!anon.markets(&MarketsQuery::default()).await.unwrap().is_empty());
+    assert!(!anon
+        .markets(&MarketsQuery::default())
+        .await
+        .unwrap()
+        .is_empty());
     // 401 is not retried: exactly one refusal per call.
     assert_eq!(h.fault_stats().auth_failures, 3);
 

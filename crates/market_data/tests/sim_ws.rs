@@ -8,7 +8,10 @@ use std::collections::BTreeSet;
 
 use kalshi_sim::engine::{AccountId, OrderRequest, Side};
 use kalshi_sim::{Fault, Sim, SimHandle};
-use market_data::sync::{BookEvent, InvalidReason, SyncCounters};
+use market_data::sync::{
+    BookEvent, BookSync, InvalidReason, SyncCounters, TickerCheck, TickerVerdict,
+};
+use market_data::wire::WsMessage;
 use market_data::ws::{self, SharedBooks, SubId, SubscribeRequest, WsEvent, WsHandle};
 use pipeline::money::{Count, Money, Price};
 use sim_common::*;
@@ -21,6 +24,8 @@ struct Session {
     rx: mpsc::Receiver<WsEvent>,
     books: SharedBooks,
     sub: SubId,
+    /// Every event consumed while setting up (in order).
+    early: Vec<WsEvent>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -37,21 +42,40 @@ impl Session {
 
 /// A session subscribed to the order books of `tickers`, with every book valid.
 async fn subscribe(sim: &Sim, tickers: &[String], use_yes_price: bool) -> Session {
+    session(sim, vec![], tickers, use_yes_price).await
+}
+
+/// A session that first makes the subscriptions in `first`, then subscribes to the order
+/// books of `tickers` and waits until every one of them is valid.
+async fn session(
+    sim: &Sim,
+    first: Vec<SubscribeRequest>,
+    tickers: &[String],
+    use_yes_price: bool,
+) -> Session {
     let shutdown = CancellationToken::new();
     let (ws, mut rx, task) = ws::spawn(ws_config(sim), Some(signer(sim)), shutdown.clone());
+    for r in first {
+        ws.subscribe(r).await.expect("subscribed");
+    }
     let req = SubscribeRequest::orderbook(
         tickers.iter().map(|t| t.as_str().into()).collect(),
         use_yes_price,
     );
     let sub = ws.subscribe(req).await.expect("subscribed").sub;
     let mut valid = BTreeSet::new();
+    let mut early = Vec::new();
     while valid.len() < tickers.len() {
-        if let WsEvent::Book(BookEvent::BookValid { ticker, .. }) =
-            next_event(&mut rx, |_| {}, |e| matches!(e, WsEvent::Book(BookEvent::BookValid { .. })))
-                .await
-        {
+        let e = next_event(
+            &mut rx,
+            |e| early.push(e.clone()),
+            |e| matches!(e, WsEvent::Book(BookEvent::BookValid { .. })),
+        )
+        .await;
+        if let WsEvent::Book(BookEvent::BookValid { ticker, .. }) = &e {
             valid.insert(ticker.to_string());
         }
+        early.push(e);
     }
     let books = ws.books();
     Session {
@@ -59,6 +83,7 @@ async fn subscribe(sim: &Sim, tickers: &[String], use_yes_price: bool) -> Sessio
         rx,
         books,
         sub,
+        early,
         shutdown,
         task,
     }
@@ -105,7 +130,11 @@ async fn dropped_connection_reconnects_resubscribes_and_books_match_the_sim() {
     rest_order(&h, other, &tickers[0], Side::Ask, 97, 4);
     await_books_match(&h, &s.books, &mut s.rx, &tickers).await;
     assert!(s.counters().applied >= applied0 + 2, "{:?}", s.counters());
-    assert!(s.books.book(&tickers[0]).unwrap().same_levels(&rest_book(&client, &tickers[0]).await));
+    assert!(s
+        .books
+        .book(&tickers[0])
+        .unwrap()
+        .same_levels(&rest_book(&client, &tickers[0]).await));
 
     // The exchange drops the connection.
     let snapshots0 = s.counters().snapshots;
@@ -127,13 +156,16 @@ async fn dropped_connection_reconnects_resubscribes_and_books_match_the_sim() {
         tickers.iter().cloned().collect(),
         "every book is marked invalid"
     );
-    assert!(tickers
-        .iter()
-        .all(|t| !s.books.book(t).unwrap().is_valid()));
+    assert!(tickers.iter().all(|t| !s.books.book(t).unwrap().is_valid()));
 
     // The session reconnects and makes the same subscription again.
     let sub = s.sub;
-    next_event(&mut s.rx, |_| {}, |e| matches!(e, WsEvent::Connected { .. })).await;
+    next_event(
+        &mut s.rx,
+        |_| {},
+        |e| matches!(e, WsEvent::Connected { .. }),
+    )
+    .await;
     next_event(
         &mut s.rx,
         |_| {},
@@ -142,7 +174,11 @@ async fn dropped_connection_reconnects_resubscribes_and_books_match_the_sim() {
     .await;
     // Fresh snapshots make the books valid and equal to the simulator's.
     await_books_match(&h, &s.books, &mut s.rx, &tickers).await;
-    assert!(s.counters().snapshots >= snapshots0 + 2, "{:?}", s.counters());
+    assert!(
+        s.counters().snapshots >= snapshots0 + 2,
+        "{:?}",
+        s.counters()
+    );
 
     // And the new stream keeps them equal.
     let applied1 = s.counters().applied;
@@ -153,7 +189,11 @@ async fn dropped_connection_reconnects_resubscribes_and_books_match_the_sim() {
     await_books_match(&h, &s.books, &mut s.rx, &tickers).await;
     assert!(s.counters().applied > applied1, "{:?}", s.counters());
     for t in &tickers {
-        assert!(s.books.book(t).unwrap().same_levels(&rest_book(&client, t).await));
+        assert!(s
+            .books
+            .book(t)
+            .unwrap()
+            .same_levels(&rest_book(&client, t).await));
     }
     assert_eq!(s.counters().gaps, 0);
     let st = h.fault_stats();
@@ -189,7 +229,9 @@ async fn sequence_gap_is_detected_resynced_and_books_match_the_sim() {
     )
     .await;
     match ev {
-        WsEvent::Resyncing { sub, old_sid: o, .. } => {
+        WsEvent::Resyncing {
+            sub, old_sid: o, ..
+        } => {
             assert_eq!((sub, o), (s.sub, old_sid));
         }
         _ => unreachable!(),
@@ -221,7 +263,10 @@ async fn sequence_gap_is_detected_resynced_and_books_match_the_sim() {
     assert_eq!(subs[0].sid, Some(new_sid));
     assert!(s.counters().snapshots >= before.snapshots + 2);
     assert_eq!(
-        s.books.book(&tickers[0]).unwrap().yes_size_at(Price::from_cents(4).unwrap()),
+        s.books
+            .book(&tickers[0])
+            .unwrap()
+            .yes_size_at(Price::from_cents(4).unwrap()),
         Count::from_contracts(9)
     );
 
@@ -234,7 +279,11 @@ async fn sequence_gap_is_detected_resynced_and_books_match_the_sim() {
     await_books_match(&h, &s.books, &mut s.rx, &tickers).await;
     assert!(s.counters().applied > applied);
     assert_eq!(s.counters().gaps, before.gaps + 1);
-    assert_eq!(h.fault_stats().ws_connections, 1, "healed without reconnecting");
+    assert_eq!(
+        h.fault_stats().ws_connections,
+        1,
+        "healed without reconnecting"
+    );
     s.stop().await;
     sim.shutdown().await;
 }
@@ -278,7 +327,10 @@ async fn repeated_sequence_numbers_are_dropped_and_books_unaffected() {
     assert_eq!(h.fault_stats().seq_repeated, 3);
     // Applied once, not twice: 3 + 2 at 5¢.
     assert_eq!(
-        s.books.book(&tickers[0]).unwrap().yes_size_at(Price::from_cents(5).unwrap()),
+        s.books
+            .book(&tickers[0])
+            .unwrap()
+            .yes_size_at(Price::from_cents(5).unwrap()),
         Count::from_contracts(5)
     );
     s.stop().await;
@@ -321,7 +373,167 @@ async fn buffer_overflow_error_25_is_resynced() {
     assert_eq!(c.buffer_overflows, before.buffer_overflows + 1, "{c:?}");
     let subs = s.ws.list_subscriptions().await.unwrap();
     assert_eq!(subs.len(), 1, "{subs:?}");
-    assert_eq!(h.fault_stats().ws_connections, 1, "healed without reconnecting");
+    assert_eq!(
+        h.fault_stats().ws_connections,
+        1,
+        "healed without reconnecting"
+    );
+    s.stop().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn update_subscription_add_delete_and_get_snapshot() {
+    let sim = start(|_| {}).await;
+    let h = sim.handle();
+    let tickers = live_tickers(&h);
+    let (active, next) = (tickers[0].clone(), tickers[1].clone());
+    let mut s = subscribe(&sim, std::slice::from_ref(&active), false).await;
+    await_books_match(&h, &s.books, &mut s.rx, std::slice::from_ref(&active)).await;
+    let other = other_trader(&h);
+
+    // add_markets: the new market's snapshot joins the same sid.
+    let now =
+        s.ws.add_markets(s.sub, vec![next.as_str().into()])
+            .await
+            .unwrap();
+    let now: BTreeSet<String> = now.iter().map(|t| t.to_string()).collect();
+    assert_eq!(now, tickers.iter().cloned().collect());
+    await_books_match(&h, &s.books, &mut s.rx, &tickers).await;
+    let sid = s.books.book(&active).unwrap().sid();
+    assert_eq!(s.books.book(&next).unwrap().sid(), sid, "one sid for both");
+
+    // get_snapshot: fresh snapshots in sequence, no gap, books still equal.
+    rest_order(&h, other, &active, Side::Bid, 6, 1);
+    let before = s.counters();
+    s.ws.get_snapshot(s.sub, vec![active.as_str().into()])
+        .await
+        .unwrap();
+    await_books_match(&h, &s.books, &mut s.rx, &tickers).await;
+    let c = s.counters();
+    assert_eq!(c.snapshots, before.snapshots + 1, "{c:?}");
+    assert_eq!(c.gaps, 0);
+    assert_eq!(s.books.book(&active).unwrap().sid(), sid);
+
+    // delete_markets: the book is dropped and its deltas stop.
+    let left =
+        s.ws.delete_markets(s.sub, vec![active.as_str().into()])
+            .await
+            .unwrap();
+    assert_eq!(left, vec![next.as_str().into()]);
+    assert!(s.books.book(&active).is_none());
+    let applied = s.counters().applied;
+    rest_order(&h, other, &active, Side::Bid, 7, 1);
+    // Barrier: get_snapshot's answer follows every delta published before it.
+    s.ws.get_snapshot(s.sub, vec![next.as_str().into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.counters().applied,
+        applied,
+        "no delta for a deleted market"
+    );
+    assert!(s.books.book(&active).is_none());
+    assert_eq!(s.counters().gaps, 0);
+    s.stop().await;
+    sim.shutdown().await;
+}
+
+/// Feeds one event into a replica of the session's books and a ticker cross-check.
+fn replay(
+    e: &WsEvent,
+    local: &mut BookSync,
+    check: &mut TickerCheck,
+    verdicts: &mut Vec<TickerVerdict>,
+) {
+    let WsEvent::Frame(f) = e else { return };
+    let Ok(frame) = &f.parsed else {
+        panic!("unparseable frame from the simulator: {}", f.text)
+    };
+    if let WsMessage::Ticker(t) = &frame.msg {
+        verdicts.push(check.check(t));
+        return;
+    }
+    let mut evs = Vec::new();
+    local.apply(frame, &mut evs);
+    for ev in evs {
+        match ev {
+            BookEvent::BookChanged { ticker, ts_ms, .. } => {
+                let top = local.book(ticker.as_str()).expect("changed book").top();
+                check.record(&ticker, ts_ms, top);
+            }
+            BookEvent::BookInvalid { ticker, .. } => check.forget(ticker.as_str()),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn ticker_frames_agree_with_the_rebuilt_books() {
+    // Noise takers trade, the maker requotes: the top of book and the ticker move.
+    let sim = start(|c| c.engine.noise.takers_per_minute = 240.0).await;
+    let h = sim.handle();
+    let tickers = live_tickers(&h);
+    let mt: Vec<_> = tickers.iter().map(|t| t.as_str().into()).collect();
+    let mut s = session(&sim, vec![SubscribeRequest::ticker(mt)], &tickers, false).await;
+    let mut local = BookSync::new();
+    let mut check = TickerCheck::new(10_000);
+    let mut verdicts = Vec::new();
+    for e in &s.early {
+        replay(e, &mut local, &mut check, &mut verdicts);
+    }
+    let other = other_trader(&h);
+    for i in 0..28 {
+        h.advance_by(250).unwrap();
+        if i % 7 == 0 {
+            // Orders that move the top of book.
+            let best = sim_book(&h, &tickers[0]).best_yes_bid().unwrap().price;
+            let better = Price::from_micros(best.micros() + 10_000).unwrap();
+            rest_order(
+                &h,
+                other,
+                &tickers[0],
+                Side::Bid,
+                better.micros() / 10_000,
+                2,
+            );
+        }
+        while let Ok(e) = s.rx.try_recv() {
+            replay(&e, &mut local, &mut check, &mut verdicts);
+        }
+    }
+    // Barrier: once get_snapshot answers, every earlier frame's event is queued.
+    let ws = s.ws.clone();
+    let (sub, all) = (s.sub, tickers.iter().map(|t| t.as_str().into()).collect());
+    let mut barrier = tokio::spawn(async move { ws.get_snapshot(sub, all).await });
+    loop {
+        tokio::select! {
+            r = &mut barrier => { r.unwrap().unwrap(); break; }
+            e = s.rx.recv() => replay(&e.expect("session"), &mut local, &mut check, &mut verdicts),
+        }
+    }
+    while let Ok(e) = s.rx.try_recv() {
+        replay(&e, &mut local, &mut check, &mut verdicts);
+    }
+    let agree = verdicts
+        .iter()
+        .filter(|v| **v == TickerVerdict::Agree)
+        .count();
+    let disagree: Vec<_> = verdicts
+        .iter()
+        .filter(|v| matches!(v, TickerVerdict::Disagree { .. }))
+        .collect();
+    assert!(agree >= 5, "{verdicts:?}");
+    assert!(disagree.is_empty(), "{disagree:?}");
+    assert!(h.with_engine(|e| !e.trades().is_empty()), "trades happened");
+    // The replica built from the frames equals the session's books and the simulator's.
+    for t in &tickers {
+        let mine = local.book(t).unwrap();
+        assert!(mine.is_valid());
+        assert!(mine.same_levels(&s.books.book(t).unwrap()));
+        assert!(mine.same_levels(&sim_book(&h, t)));
+    }
+    assert_eq!(local.counters().gaps, 0);
     s.stop().await;
     sim.shutdown().await;
 }
