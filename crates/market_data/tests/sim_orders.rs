@@ -217,6 +217,89 @@ async fn marketable_order_fill_fee_position_and_balance() {
     );
     // The book is empty again on the ask side.
     assert!(rest_book(&client, &t).await.best_yes_ask().is_none());
+
+    // The market closes YES and settles: $1 per contract, a settlement record, and the
+    // position leaves the (unsettled-only) positions list.
+    h.force_close(&t, Some(kalshi_sim::engine::MarketResult::Yes))
+        .unwrap();
+    h.advance_by(5_000).unwrap();
+    let m = client.market(&t).await.unwrap();
+    assert_eq!(m.status, Some(market_data::wire::MarketStatus::Finalized));
+    assert_eq!(m.result, Some(market_data::wire::MarketResult::Yes));
+    assert_eq!(m.settlement_value_dollars, Some(Price::ONE));
+    let settlements = client
+        .settlements(&PortfolioQuery::ticker(t.as_str()))
+        .await
+        .unwrap();
+    assert_eq!(settlements.len(), 1, "{settlements:?}");
+    let st = &settlements[0];
+    assert_eq!(st.market_result, Some(market_data::wire::MarketResult::Yes));
+    assert_eq!(st.yes_count_fp, Some(Count::from_contracts(10)));
+    assert_eq!(st.yes_total_cost_dollars, Some(Money::from_cents(500)));
+    assert_eq!(st.revenue, Some(1_000), "cents");
+    let (open, _) = client
+        .positions(&PortfolioQuery::ticker(t.as_str()))
+        .await
+        .unwrap();
+    assert!(open.is_empty(), "{open:?}");
+    let b = client.balance().await.unwrap();
+    assert_eq!(
+        b.balance_dollars,
+        Some(INITIAL - Money::from_cents(500) - fee + Money::from_cents(1_000))
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn batch_create_and_cancel() {
+    let (sim, t) = order_sim().await;
+    let h = sim.handle();
+    let client = rest(&sim);
+    let good = buy_yes(&t, "0.20", 4, "batch-a");
+    let also = CreateOrderRequest::buy_no(t.as_str(), p("0.70"), Count::from_contracts(3))
+        .client_order_id("batch-b")
+        .build()
+        .unwrap();
+    // Off the cent grid: refused item by item, the others stand.
+    let mut bad = buy_yes(&t, "0.20", 1, "batch-c");
+    bad.price = p("0.205");
+    let r = client
+        .batch_create(vec![good.clone(), also.clone(), bad])
+        .await
+        .unwrap();
+    assert_eq!(r.orders.len(), 3, "{r:?}");
+    assert!(
+        r.orders[0].error.is_none() && r.orders[1].error.is_none(),
+        "{r:?}"
+    );
+    assert!(
+        r.orders[2].error.is_some() && r.orders[2].order_id.is_none(),
+        "{r:?}"
+    );
+    assert_eq!(sim_orders_with(&h, "batch-a"), 1);
+    assert_eq!(sim_orders_with(&h, "batch-b"), 1);
+    assert_eq!(sim_orders_with(&h, "batch-c"), 0);
+    // Buying NO at 0.70 is a NO bid at 0.70 (NO-leg price in the REST book).
+    let book = rest_book(&client, &t).await;
+    assert_eq!(book.yes_size_at(p("0.20")), Count::from_contracts(4));
+    assert_eq!(book.no_size_at(p("0.70")), Count::from_contracts(3));
+
+    let ids: Vec<_> = r.orders[..2]
+        .iter()
+        .map(|o| market_data::wire::CancelSpec {
+            order_id: o.order_id.clone().unwrap(),
+            market_ticker: Some(t.as_str().into()),
+            subaccount: None,
+            exchange_index: None,
+        })
+        .collect();
+    let c = client.batch_cancel(ids).await.unwrap();
+    assert_eq!(c.orders.len(), 2);
+    assert!(c.orders.iter().all(|o| o.error.is_none()), "{c:?}");
+    assert_eq!(c.orders[0].reduced_by, Some(Count::from_contracts(4)));
+    assert_eq!(c.orders[1].reduced_by, Some(Count::from_contracts(3)));
+    let book = rest_book(&client, &t).await;
+    assert_eq!(book.depth(), (0, 0));
     sim.shutdown().await;
 }
 
@@ -292,7 +375,8 @@ async fn creates_are_resent_only_when_provably_absent() {
     });
     let e = client.create_order_idempotent(&req).await.unwrap_err();
     assert!(
-        matches!(&e, RestError::UnresolvedCreate { client_order_id, .. } if client_order_id.as_str() == "after-500"),
+        matches!(&e, RestError::UnresolvedCreate { client_order_id, reason }
+            if client_order_id.as_str() == "after-500" && reason.contains("not yet past")),
         "{e:?}"
     );
     assert_eq!(sim_orders_with(&h, "after-500"), 0, "no blind re-send");
@@ -313,5 +397,142 @@ async fn creates_are_resent_only_when_provably_absent() {
     }
     assert_eq!(sim_orders_with(&h, "after-500"), 1);
     assert_eq!(h.fault_stats().http_status_injected, 4);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn private_and_public_channels_report_the_trade() {
+    use market_data::wire::{LifecycleEvent, MarketResult, WsMessage};
+    use market_data::ws::{self, channel, SubscribeRequest, WsEvent};
+
+    let (sim, t) = order_sim().await;
+    let h = sim.handle();
+    let client = rest(&sim);
+    let maker = counterparty(&h);
+    h.with_engine(|e| {
+        e.place_order(
+            maker,
+            OrderRequest::limit(
+                &t.as_str().into(),
+                Side::Ask,
+                p("0.50"),
+                Count::from_contracts(10),
+            ),
+        )
+    })
+    .unwrap();
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (session, mut rx, task) = ws::spawn(ws_config(&sim), Some(signer(&sim)), shutdown.clone());
+    let mt = vec![t.as_str().into()];
+    for ch in [
+        channel::FILL,
+        channel::USER_ORDERS,
+        channel::MARKET_POSITIONS,
+        channel::TRADE,
+    ] {
+        session
+            .subscribe(SubscribeRequest::new(ch, mt.clone()))
+            .await
+            .unwrap();
+    }
+    session
+        .subscribe(SubscribeRequest::new(channel::MARKET_LIFECYCLE_V2, vec![]))
+        .await
+        .unwrap();
+
+    let ack = match client
+        .create_order_idempotent(&buy_yes(&t, "0.50", 10, "ws-taker"))
+        .await
+        .unwrap()
+    {
+        CreateOutcome::Placed(a) => a,
+        other => panic!("{other:?}"),
+    };
+    h.force_close(&t, Some(kalshi_sim::engine::MarketResult::Yes))
+        .unwrap();
+    h.advance_by(5_000).unwrap();
+
+    let fee = Money::parse_dollars("0.18").unwrap();
+    let (mut fill, mut order, mut position, mut trade) = (None, None, None, None);
+    let (mut determined, mut settled) = (None, None);
+    tokio::time::timeout(LIMIT, async {
+        while fill.is_none()
+            || order.is_none()
+            || position.is_none()
+            || trade.is_none()
+            || determined.is_none()
+            || settled.is_none()
+        {
+            let WsEvent::Frame(f) = rx.recv().await.expect("session") else {
+                continue;
+            };
+            let frame = f
+                .parsed
+                .as_ref()
+                .unwrap_or_else(|e| panic!("the client cannot parse {}: {e}", f.text));
+            match &frame.msg {
+                WsMessage::Fill(m) => fill = Some(m.clone()),
+                WsMessage::UserOrder(m) if m.status == Some(OrderStatus::Executed) => {
+                    order = Some(m.clone())
+                }
+                WsMessage::MarketPosition(m) if position.is_none() => position = Some(m.clone()),
+                WsMessage::Trade(m) => trade = Some(m.clone()),
+                WsMessage::MarketLifecycle(m) if m.market_ticker.as_str() == t => {
+                    match m.event_type {
+                        LifecycleEvent::Determined => determined = Some(m.clone()),
+                        LifecycleEvent::Settled => settled = Some(m.clone()),
+                        _ => {}
+                    }
+                }
+                WsMessage::Error(e) => panic!("server error {e:?}"),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("every channel reported (hang guard)");
+
+    let fill = fill.unwrap();
+    assert_eq!(fill.order_id, ack.order_id);
+    assert_eq!(
+        fill.market_ticker.as_ref().map(|m| m.as_str()),
+        Some(t.as_str())
+    );
+    assert_eq!(fill.is_taker, Some(true));
+    assert_eq!(fill.outcome_side, Some(OutcomeSide::Yes));
+    assert_eq!(fill.book_side, Some(BookSide::Bid));
+    assert_eq!(fill.yes_price(), Some(p("0.50")));
+    assert_eq!(fill.count(), Some(Count::from_contracts(10)));
+    assert_eq!(fill.fee_cost, Some(fee));
+    assert_eq!(fill.post_position_fp, Some(Count::from_contracts(10)));
+    assert_eq!(fill.client_order_id, Some(ClientOrderId::new("ws-taker")));
+
+    let order = order.unwrap();
+    assert_eq!(order.order_id, ack.order_id);
+    assert_eq!(order.client_order_id, Some(ClientOrderId::new("ws-taker")));
+    assert_eq!(order.fill_count_fp, Some(Count::from_contracts(10)));
+    assert_eq!(order.remaining_count_fp, Some(Count::ZERO));
+    assert_eq!(order.yes_price_dollars, Some(p("0.50")));
+
+    let position = position.unwrap();
+    assert_eq!(position.market_ticker.as_str(), t);
+    assert_eq!(position.position(), Some(Count::from_contracts(10)));
+    assert_eq!(position.fees_paid(), Some(fee));
+
+    let trade = trade.unwrap();
+    assert_eq!(trade.count(), Some(Count::from_contracts(10)));
+    assert_eq!(trade.yes_price(), Some(p("0.50")));
+    assert_eq!(trade.no_price_dollars, Some(p("0.50")));
+    assert_eq!(trade.taker_outcome_side, Some(OutcomeSide::Yes));
+    assert_eq!(trade.taker_book_side, Some(BookSide::Bid));
+
+    let determined = determined.unwrap();
+    assert_eq!(determined.result, Some(MarketResult::Yes));
+    assert_eq!(determined.settlement_value, Some(Price::ONE));
+    assert!(settled.unwrap().settled_ts.is_some());
+
+    shutdown.cancel();
+    task.await.unwrap();
     sim.shutdown().await;
 }

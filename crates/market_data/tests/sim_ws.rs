@@ -537,3 +537,30 @@ async fn ticker_frames_agree_with_the_rebuilt_books() {
     s.stop().await;
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn books_follow_a_market_rotation() {
+    let sim = start(|_| {}).await;
+    let h = sim.handle();
+    let tickers = live_tickers(&h);
+    let mut s = subscribe(&sim, &tickers, false).await;
+    await_books_match(&h, &s.books, &mut s.rx, &tickers).await;
+    let closing = h.active_market().unwrap();
+    // Through the close of the active market and the open of the next.
+    h.advance_to(closing.close_ms + 2_500).unwrap();
+    let now_active = h.active_market().unwrap().ticker.to_string();
+    assert_eq!(now_active, tickers[1], "the next market opened");
+    await_books_match(&h, &s.books, &mut s.rx, &tickers).await;
+    assert!(
+        s.books.book(&tickers[0]).unwrap().depth() == (0, 0),
+        "the closed market's resting orders were cancelled: {:?}",
+        s.books.book(&tickers[0])
+    );
+    assert!(
+        s.books.book(&tickers[1]).unwrap().depth() != (0, 0),
+        "the maker quotes the new market"
+    );
+    assert_eq!(s.counters().gaps, 0);
+    s.stop().await;
+    sim.shutdown().await;
+}
