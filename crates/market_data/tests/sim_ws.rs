@@ -564,3 +564,55 @@ async fn books_follow_a_market_rotation() {
     s.stop().await;
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn two_orderbook_subscriptions_sharing_a_sid_both_heal_after_a_gap() {
+    // API.md §5.2: subscribing to a channel again adds markets to the existing subscription,
+    // so the exchange may answer the second subscribe with the first one's sid.
+    let sim = start(|_| {}).await;
+    let h = sim.handle();
+    let tickers = live_tickers(&h);
+    let mut s = subscribe(&sim, std::slice::from_ref(&tickers[0]), false).await;
+    let second =
+        s.ws.subscribe(SubscribeRequest::orderbook(
+            vec![tickers[1].as_str().into()],
+            false,
+        ))
+        .await
+        .unwrap();
+    await_books_match(&h, &s.books, &mut s.rx, &tickers).await;
+    let other = other_trader(&h);
+
+    h.inject(Fault::SkipSeq { count: 1 });
+    rest_order(&h, other, &tickers[0], Side::Bid, 4, 9);
+    next_event(
+        &mut s.rx,
+        |_| {},
+        |e| matches!(e, WsEvent::Resyncing { .. }),
+    )
+    .await;
+    rest_order(&h, other, &tickers[0], Side::Bid, 3, 1);
+    await_books_match(&h, &s.books, &mut s.rx, &tickers).await;
+    let sids: BTreeSet<_> = tickers
+        .iter()
+        .map(|t| s.books.book(t).unwrap().sid())
+        .collect();
+    assert_eq!(sids.len(), 1, "still one shared sid: {sids:?}");
+    assert_eq!(s.counters().gaps, 1);
+
+    // Unsubscribing one of them must not silence the other.
+    s.ws.unsubscribe(second.sub).await.unwrap();
+    let first = std::slice::from_ref(&tickers[0]);
+    rest_order(&h, other, &tickers[0], Side::Ask, 93, 2);
+    await_books_match(&h, &s.books, &mut s.rx, first).await;
+    assert!(
+        s.books.book(&tickers[1]).is_none_or(|b| !b.is_valid()),
+        "the unsubscribed market is no longer maintained"
+    );
+    let subs = s.ws.list_subscriptions().await.unwrap();
+    assert_eq!(subs.len(), 1, "{subs:?}");
+    rest_order(&h, other, &tickers[0], Side::Bid, 2, 3);
+    await_books_match(&h, &s.books, &mut s.rx, first).await;
+    s.stop().await;
+    sim.shutdown().await;
+}
