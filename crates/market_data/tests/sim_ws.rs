@@ -616,3 +616,49 @@ async fn two_orderbook_subscriptions_sharing_a_sid_both_heal_after_a_gap() {
     s.stop().await;
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn scheduled_gaps_repeats_and_drops_still_converge() {
+    use kalshi_sim::ScheduledFault;
+    // Faults fire as simulated time passes, interleaving with resyncs and reconnects.
+    let sim = start(|c| {
+        c.engine.noise.takers_per_minute = 120.0;
+        c.fault_schedule = vec![
+            ScheduledFault {
+                every_ms: 900,
+                fault: Fault::SkipSeq { count: 1 },
+            },
+            ScheduledFault {
+                every_ms: 700,
+                fault: Fault::RepeatSeq { count: 2 },
+            },
+            ScheduledFault {
+                every_ms: 2_600,
+                fault: Fault::DropWsConnections,
+            },
+        ];
+    })
+    .await;
+    let h = sim.handle();
+    let tickers = live_tickers(&h);
+    let mut s = subscribe(&sim, &tickers, true).await;
+    let other = other_trader(&h);
+    for i in 0..30 {
+        h.advance_by(250).unwrap();
+        rest_order(&h, other, &tickers[0], Side::Bid, 1 + i % 9, 1);
+        while s.rx.try_recv().is_ok() {}
+    }
+    await_books_match(&h, &s.books, &mut s.rx, &tickers).await;
+    let st = h.fault_stats();
+    assert!(
+        st.seq_skipped >= 1 && st.seq_repeated >= 1 && st.ws_dropped >= 1,
+        "{st:?}"
+    );
+    let c = s.counters();
+    assert!(c.gaps >= 1 && c.duplicates >= 1, "{c:?}");
+    // Still converged after more quiet updates.
+    rest_order(&h, other, &tickers[0], Side::Ask, 99, 1);
+    await_books_match(&h, &s.books, &mut s.rx, &tickers).await;
+    s.stop().await;
+    sim.shutdown().await;
+}
