@@ -973,8 +973,9 @@ impl Session {
         Ok(())
     }
 
-    /// Detaches every subscription served by `sid` (forgets the sid) and returns them. Several of ours can share one sid: subscribing again to a channel
-    /// adds markets to the existing subscription (API.md §5.2).
+    /// Detaches every subscription served by `sid` (forgets the sid) and returns them.
+    /// Several of ours can share one sid: subscribing again to a channel adds markets to the
+    /// existing subscription (API.md §5.2).
     fn detach_sid(&mut self, sid: u64) -> Vec<SubId> {
         let mut out = Vec::new();
         for (sub, s) in self.subs.iter_mut() {
