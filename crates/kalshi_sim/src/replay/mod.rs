@@ -17,7 +17,8 @@
 //! - **Pacing.** Frame `t` goes out `(t − start − skipped gaps) / speed` after the start;
 //!   gaps between frames longer than `max_gap` (e.g. between two capture files) are cut to
 //!   `max_gap`. [`Speed::Max`] does not wait, but never lets the slowest connected client fall
-//!   more than half the WebSocket queue behind (it waits for it, up to a stall limit).
+//!   more than a few batches behind (it waits for it; a client that reads nothing for 10 s is
+//!   no longer waited for until it catches up, and overflows with error 25 if it never does).
 //! - **Markets.** Every market seen in the captures is a market of the replay: listed
 //!   `listing_lead_ms` before its open (or at its first frame if earlier), `active` from
 //!   `open_time` to `close_time`, then `closed`, `determined` `determination_delay_ms` later
@@ -632,6 +633,8 @@ enum Pending {
 }
 
 const MAX_BATCH: usize = 512;
+/// At max speed, batches the slowest client may be behind before the replay waits for it.
+const MAX_AHEAD: usize = 32;
 /// Longest a max-speed replay waits for a slow client before letting it overflow.
 const MAX_STALL: Duration = Duration::from_secs(10);
 
@@ -645,6 +648,8 @@ struct Driver {
     prev_ms: i64,
     pending: Vec<Pending>,
     queue_capacity: usize,
+    /// Max speed gave up waiting for a client that stopped reading.
+    stalled: bool,
 }
 
 impl Driver {
@@ -654,9 +659,23 @@ impl Driver {
             return;
         }
         if self.speed == Speed::Max {
-            // Flow control: let the slowest client catch up to half the queue.
+            // Flow control: keep the slowest client within a few batches (bounded memory,
+            // and the replay's pace is what clients actually receive).
+            let ahead = (self.queue_capacity / 2).min(MAX_AHEAD);
+            if self.shared.tx.len() <= ahead {
+                self.stalled = false;
+            }
             let t0 = Instant::now();
-            while self.shared.tx.len() > self.queue_capacity / 2 && t0.elapsed() < MAX_STALL {
+            while !self.stalled && self.shared.tx.len() > ahead {
+                if t0.elapsed() >= MAX_STALL {
+                    // A client stopped reading: stop waiting for it until it catches up (it
+                    // overflows with error 25 if it never does).
+                    tracing::warn!(
+                        "a WebSocket client stopped reading; replaying without waiting for it"
+                    );
+                    self.stalled = true;
+                    break;
+                }
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
@@ -744,6 +763,7 @@ async fn drive(a: DriveArgs) {
         prev_ms: start_ms,
         pending: Vec::new(),
         queue_capacity,
+        stalled: false,
     };
     let mut life = life.into_iter().peekable();
     while let Some(f) = feed.recv().await {

@@ -208,7 +208,10 @@ impl Conn {
                 },
                 _ = ping.tick() => self.out.push(Message::Ping(axum::body::Bytes::from_static(b"heartbeat"))),
             }
-            let n = self.out.len() as u64;
+            // Counted as they are handed to the socket (a client never saw more).
+            self.shared
+                .ws_messages
+                .fetch_add(self.out.len() as u64, Ordering::Relaxed);
             for m in self.out.drain(..) {
                 if tx.feed(m).await.is_err() {
                     return;
@@ -217,7 +220,6 @@ impl Conn {
             if tx.flush().await.is_err() {
                 return;
             }
-            self.shared.ws_messages.fetch_add(n, Ordering::Relaxed);
         }
     }
 
