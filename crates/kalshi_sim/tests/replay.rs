@@ -355,8 +355,7 @@ impl Fixture {
     fn ticker(&mut self, t_ms: i64, t: &str, book: &Book, volume: i64) {
         let best = |s: &str| {
             book.iter()
-                .filter(|((bs, _), _)| bs == s)
-                .next_back()
+                .rfind(|((bs, _), _)| bs == s)
                 .map(|((_, p), c)| (*p, *c))
         };
         let (yb, nb) = (best("yes"), best("no"));
@@ -674,11 +673,7 @@ async fn replays_a_capture_as_snapshots_and_resequenced_deltas() {
     }
     assert_eq!(rest, fx.books[B]);
     let (_, v) = get(&r, &format!("/markets/{B}")).await;
-    let best_yes = fx.books[B]
-        .iter()
-        .filter(|((s, _), _)| s == "yes")
-        .next_back()
-        .unwrap();
+    let best_yes = fx.books[B].iter().rfind(|((s, _), _)| s == "yes").unwrap();
     assert_eq!(v["market"]["yes_bid_dollars"], best_yes.0 .1.to_dollars());
     assert_eq!(v["market"]["volume_fp"], format!("{}.00", 1000 + 270));
     let p = r.progress();
@@ -911,8 +906,15 @@ fn shared_data() -> Option<PathBuf> {
 }
 
 /// Books rebuilt straight from a capture file: the state just before each later snapshot
-/// of a market (non-empty ones), and at the end.
-fn rebuild_from_file(path: &Path) -> (Vec<(String, Book)>, BTreeMap<String, Book>, usize, usize) {
+/// of a market (non-empty ones), the final books, and the delta and ticker counts.
+struct Rebuilt {
+    replaced: Vec<(String, Book)>,
+    books: BTreeMap<String, Book>,
+    deltas: usize,
+    tickers: usize,
+}
+
+fn rebuild_from_file(path: &Path) -> Rebuilt {
     let f = std::fs::File::open(path).unwrap();
     let r = std::io::BufReader::new(flate2::read::MultiGzDecoder::new(f));
     let mut books: BTreeMap<String, Book> = BTreeMap::new();
@@ -938,7 +940,12 @@ fn rebuild_from_file(path: &Path) -> (Vec<(String, Book)>, BTreeMap<String, Book
             other => panic!("unexpected {other}"),
         }
     }
-    (replaced, books, deltas, tickers)
+    Rebuilt {
+        replaced,
+        books,
+        deltas,
+        tickers,
+    }
 }
 
 #[tokio::test]
@@ -970,7 +977,12 @@ async fn real_session_at_max_speed_rebuilds_the_recorded_books() {
     let barrier = drain(reading, sid, &listed, false, &mut seen).await;
     let received = t0.elapsed();
 
-    let (replaced, books, deltas, tickers_n) = rebuild_from_file(&cap);
+    let Rebuilt {
+        replaced,
+        books,
+        deltas,
+        tickers: tickers_n,
+    } = rebuild_from_file(&cap);
     assert_eq!(report.problem_count, 0, "{:?}", report.problems);
     assert_eq!(seen.replaced, replaced, "books at each recorded snapshot");
     for t in &listed {
@@ -1016,4 +1028,99 @@ async fn real_session_at_max_speed_rebuilds_the_recorded_books() {
         report.tally.frames_sent as f64 / received.as_secs_f64(),
     );
     r.shutdown().await;
+}
+
+// ----------------------------------------------------------------------------------------
+// The `replay` subcommand
+// ----------------------------------------------------------------------------------------
+
+const BIN: &str = env!("CARGO_BIN_EXE_kalshi_sim");
+
+#[test]
+fn cli_replays_a_capture_and_exits_after_linger() {
+    let out = std::process::Command::new(BIN)
+        .args(["replay", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--capture",
+        "--markets",
+        "--speed",
+        "--addr",
+        "--addr-file",
+        "--key-dir",
+        "--public-key",
+        "--wait-for-subscriber",
+        "--max-gap-seconds",
+        "--linger",
+    ] {
+        assert!(help.contains(flag), "replay --help lacks {flag}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let fx = Fixture::build();
+    let cap = dir.path().join("s.capture.jsonl.gz");
+    write_gz(&cap, &fx.lines, 100);
+    let markets = markets_file(dir.path(), true);
+    let addr_file = dir.path().join("addr");
+    let keys = dir.path().join("keys");
+    let out = std::process::Command::new(BIN)
+        .args(["replay", "--capture"])
+        .arg(&cap)
+        .arg("--markets")
+        .arg(&markets)
+        .args(["--speed", "max", "--addr", "127.0.0.1:0", "--linger", "0"])
+        .arg("--addr-file")
+        .arg(&addr_file)
+        .arg("--key-dir")
+        .arg(&keys)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("kalshi_sim replay listening: REST http://127.0.0.1:"),
+        "{stdout}"
+    );
+    let want = format!(
+        "replay finished: {} frames ({} snapshots, {} deltas, {} tickers, 0 trades, 4 lifecycle events)",
+        fx.lines.len() - 1,
+        3,
+        fx.delta_msgs.len(),
+        fx.tickers
+    );
+    assert!(stdout.contains(&want), "{stdout}");
+    assert!(stdout.contains("0 problems"), "{stdout}");
+    assert!(std::fs::read_to_string(&addr_file)
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    assert!(keys.join(".env").is_file() && keys.join("kalshi_sim_key.pem").is_file());
+
+    for (args, want) in [
+        (vec!["--speed", "fast"], "--speed"),
+        (vec!["--max-gap-seconds=-1"], "--max-gap-seconds"),
+    ] {
+        let out = std::process::Command::new(BIN)
+            .args(["replay", "--capture"])
+            .arg(&cap)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    let out = std::process::Command::new(BIN)
+        .args(["replay", "--addr", "127.0.0.1:0", "--capture"])
+        .arg(dir.path().join("nope.gz"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope.gz"));
 }
