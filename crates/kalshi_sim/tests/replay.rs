@@ -685,6 +685,36 @@ async fn replays_a_capture_as_snapshots_and_resequenced_deltas() {
 }
 
 #[tokio::test]
+async fn paced_replay_serves_the_same_stream() {
+    // Recorded speed, with the 200 ms pauses of the fixture cut to 1 ms: the paced path
+    // (sleeping between frames, batches by due time) must deliver exactly what max does.
+    let dir = tempfile::tempdir().unwrap();
+    let fx = Fixture::build();
+    let cap = dir.path().join("s.capture.jsonl.gz");
+    write_gz(&cap, &fx.lines, 100);
+    let mut cfg = config(vec![cap], Some(markets_file(dir.path(), true)));
+    cfg.speed = Speed::Factor(1.0);
+    cfg.max_gap = Some(Duration::from_millis(1));
+    let r = spawn_replay(cfg).await.unwrap();
+    let both = vec![A.to_string(), B.to_string()];
+    let mut ws = connect(&r).await;
+    let mut seen = Seen::default();
+    let sid = subscribe(&mut ws, &both, false, true, &mut seen).await;
+    let reading = read_in_background(ws);
+    r.start();
+    let report = r.wait_finished().await;
+    drain(reading, sid, &both, false, &mut seen).await;
+    assert_eq!(report.problem_count, 0, "{:?}", report.problems);
+    assert_eq!(seen.delta_msgs, fx.delta_msgs);
+    assert_eq!(seen.tickers.len(), fx.tickers);
+    assert_eq!(seen.lifecycle.len(), 4);
+    for t in [A, B] {
+        assert_eq!(seen.books[t], fx.books[t], "{t}");
+    }
+    r.shutdown().await;
+}
+
+#[tokio::test]
 async fn auth_and_protocol_errors_match_serve() {
     let dir = tempfile::tempdir().unwrap();
     let fx = Fixture::build();
