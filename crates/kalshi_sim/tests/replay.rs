@@ -792,6 +792,22 @@ async fn auth_and_protocol_errors_match_serve() {
         .filter(|l| l.contains(r#""type":"ticker""#) && l.contains(A))
         .count();
     assert_eq!(tickers_a, want);
+    // Adding B to the ticker subscription with `send_initial_snapshot`: B's last recorded
+    // ticker msg at once.
+    send(&mut ws, json!({"id": 11, "cmd": "subscribe", "params": {"channels": ["ticker"], "market_tickers": [B], "send_initial_snapshot": true}})).await;
+    let sub = next(&mut ws).await;
+    assert_eq!(
+        (sub["type"].as_str(), sub["id"].as_u64()),
+        (Some("subscribed"), Some(11))
+    );
+    let last_b: Value = fx
+        .lines
+        .iter()
+        .rfind(|l| l.contains(r#""type":"ticker""#) && l.contains(B))
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["frame"]["msg"].clone())
+        .unwrap();
+    let m = next(&mut ws).await;
+    assert_eq!((m["type"].as_str(), &m["msg"]), (Some("ticker"), &last_b));
     r.shutdown().await;
 }
 

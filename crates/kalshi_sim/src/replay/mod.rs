@@ -327,7 +327,8 @@ impl Replay {
             problems: st.issues.count,
         }
     }
-    /// Waits until every frame has been sent; the server keeps serving afterwards.
+    /// Waits until every frame has been sent (after [`Replay::start`] for a manual start);
+    /// the server keeps serving afterwards.
     pub async fn wait_finished(&self) -> ReplayReport {
         let mut rx = self.report_rx.clone();
         let r = rx
