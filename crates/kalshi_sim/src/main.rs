@@ -17,6 +17,8 @@ use pipeline::money::{FeeMultiplier, Money};
 use pipeline::secrets::ApiKeyId;
 use pipeline::SeriesTicker;
 
+mod replay_cmd;
+
 /// Where `serve` writes its throwaway credentials unless told otherwise (git-ignored).
 const DEFAULT_KEY_DIR: &str = "pipeline_data/sim";
 
@@ -38,6 +40,8 @@ enum Command {
     Serve(ServeArgs),
     /// Write days of generated history (snapshots, markets sidecar, labels) straight to files.
     Generate(kalshi_sim::generate::GenerateArgs),
+    /// Serve recorded capture files as the WebSocket stream, with REST market metadata.
+    Replay(replay_cmd::ReplayArgs),
 }
 
 #[derive(Args, Debug)]
@@ -329,6 +333,7 @@ fn main() -> ExitCode {
     let r = match cli.command {
         Command::Serve(a) => rt.block_on(serve(a)),
         Command::Generate(a) => generate(a),
+        Command::Replay(a) => rt.block_on(replay_cmd::run(a)),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
