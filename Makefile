@@ -4,7 +4,7 @@
 # 540 MB of downloads the first time, instant afterwards); every target that compiles runs it
 # first, because building tch without it fails with `torch/torch.h: No such file`.
 # Binary targets (download, train, ...) arrive with the binaries themselves. The label tools
-# never link tch, so `labels` does not run `setup`.
+# never link tch, so `labels` and `sync-labels` do not run `setup`.
 
 SHELL := bash
 CARGO ?= cargo
@@ -12,8 +12,13 @@ ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 CONFIG ?= config/runtime.json
 # Extra build_labels arguments, e.g. LABELS_ARGS="--archive 'old/*.json' --strict".
 LABELS_ARGS ?=
+# sync_labels outputs (default: the config's labels_path / unresolved_path) and extra arguments,
+# e.g. SYNC_LABELS_ARGS="--snapshots 'pipeline_data/highres/KXBTC15M_2026*.jsonl.gz'".
+LABELS_OUT ?=
+UNRESOLVED_OUT ?=
+SYNC_LABELS_ARGS ?=
 
-.PHONY: setup build test lint fmt bench clean-libtorch labels
+.PHONY: setup build test lint fmt bench clean-libtorch labels sync-labels
 
 setup:
 	@"$(ROOT)/scripts/setup-libtorch.sh"
@@ -38,6 +43,14 @@ bench: setup
 # sidecars and captures in data_dir, and any --archive. Offline; exit 1 only with --strict.
 labels:
 	cd "$(ROOT)" && $(CARGO) run --release -p build_labels -- --config "$(CONFIG)" $(LABELS_ARGS)
+
+# Labels for the markets in the snapshot files (data_dir), asking the exchange's REST API only
+# for outcomes not known yet (/markets, then /historical/markets). Signed only if the
+# configured key file exists. Exit 1 when fetching stopped early (run again).
+sync-labels:
+	cd "$(ROOT)" && $(CARGO) run --release -p sync_labels -- --config "$(CONFIG)" \
+		$(if $(LABELS_OUT),--output "$(LABELS_OUT)") \
+		$(if $(UNRESOLVED_OUT),--unresolved-out "$(UNRESOLVED_OUT)") $(SYNC_LABELS_ARGS)
 
 # Formatting compiles nothing, so it does not need libtorch.
 fmt:

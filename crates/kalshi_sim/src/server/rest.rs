@@ -258,8 +258,12 @@ fn fault_response(status: u16) -> Response {
     ApiError::new(status, code, "injected fault", "kalshi_sim fault injection").into_response()
 }
 
-/// Faults, authentication, rate limits: in that order, before every REST handler.
+/// Counting, faults, authentication, rate limits: in that order, before every REST handler.
 async fn gate(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    shared
+        .faults
+        .count_rest_request(path.strip_prefix(REST_PREFIX).unwrap_or(&path));
     match shared.faults.http() {
         Some(HttpFault::Status(s)) => return fault_response(s),
         Some(HttpFault::Delay(ms)) => {
@@ -267,7 +271,6 @@ async fn gate(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -
         }
         None => {}
     }
-    let path = req.uri().path().to_string();
     let method = req.method().clone();
     let key = req
         .headers()
