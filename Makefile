@@ -3,18 +3,23 @@
 # `setup` installs the CPU-only libtorch that tch links against into .libtorch/ (about 18 s and
 # 540 MB of downloads the first time, instant afterwards); every target that compiles runs it
 # first, because building tch without it fails with `torch/torch.h: No such file`.
-# Binary targets (labels, train, ...) arrive with the binaries themselves.
-#
-# `demo` and `download` build only what they run (no libtorch): a recorder on a small server
-# never needs the 486 MB runtime.
+# Binary targets (train, ...) arrive with the binaries themselves. The recorder and the label
+# tools never link tch, so `demo`, `download`, `labels` and `sync-labels` do not run `setup`
+# (a recorder on a small server never needs the 486 MB runtime).
 
 SHELL := bash
 CARGO ?= cargo
 ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
-
-.PHONY: setup build test lint fmt bench clean-libtorch demo download
-
 CONFIG ?= config/runtime.json
+# Extra build_labels arguments, e.g. LABELS_ARGS="--archive 'old/*.json' --strict".
+LABELS_ARGS ?=
+# sync_labels outputs (default: the config's labels_path / unresolved_path) and extra arguments,
+# e.g. SYNC_LABELS_ARGS="--snapshots 'pipeline_data/highres/KXBTC15M_2026*.jsonl.gz'".
+LABELS_OUT ?=
+UNRESOLVED_OUT ?=
+SYNC_LABELS_ARGS ?=
+
+.PHONY: setup build test lint fmt bench clean-libtorch demo download labels sync-labels
 
 setup:
 	@"$(ROOT)/scripts/setup-libtorch.sh"
@@ -45,7 +50,20 @@ DEMO_SECONDS ?= 120
 # Record the configured series (real Kalshi with config/runtime.json; CONFIG=config/sim.json for
 # a running simulator). Extra flags: make download ARGS="--capture --depth 5".
 download:
-	cd "$(ROOT)" && $(CARGO) run --release -p download_highres -- --config $(CONFIG) $(ARGS)
+	cd "$(ROOT)" && $(CARGO) run --release -p download_highres -- --config "$(CONFIG)" $(ARGS)
+
+# Labels (labels/v1) and the unresolved list from local data: label files, the markets
+# sidecars and captures in data_dir, and any --archive. Offline; exit 1 only with --strict.
+labels:
+	cd "$(ROOT)" && $(CARGO) run --release -p build_labels -- --config "$(CONFIG)" $(LABELS_ARGS)
+
+# Labels for the markets in the snapshot files (data_dir), asking the exchange's REST API only
+# for outcomes not known yet (/markets, then /historical/markets). Signed only if the
+# configured key file exists. Exit 1 when fetching stopped early (run again).
+sync-labels:
+	cd "$(ROOT)" && $(CARGO) run --release -p sync_labels -- --config "$(CONFIG)" \
+		$(if $(LABELS_OUT),--output "$(LABELS_OUT)") \
+		$(if $(UNRESOLVED_OUT),--unresolved-out "$(UNRESOLVED_OUT)") $(SYNC_LABELS_ARGS)
 
 # Formatting compiles nothing, so it does not need libtorch.
 fmt:

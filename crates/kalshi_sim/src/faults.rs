@@ -1,6 +1,7 @@
 //! Fault injection: what a reliability test needs the exchange to do wrong, on command or on
 //! a schedule, deterministically under a seed, with counters a test can assert on.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -88,6 +89,23 @@ pub struct FaultStats {
     /// 401s.
     pub auth_failures: u64,
     pub ws_connections: u64,
+    /// REST requests received, by path below `/trade-api/v2` (`/markets`,
+    /// `/historical/markets`, `/markets/KX-1/orderbook`, ...), counted on arrival: before
+    /// faults, authentication and rate limits, so refused requests count too.
+    #[serde(default)]
+    pub rest_requests: BTreeMap<String, u64>,
+}
+
+impl FaultStats {
+    /// REST requests received for `path` (below `/trade-api/v2`, e.g. `/markets`).
+    pub fn requests_to(&self, path: &str) -> u64 {
+        self.rest_requests.get(path).copied().unwrap_or(0)
+    }
+
+    /// REST requests received in all.
+    pub fn rest_requests_total(&self) -> u64 {
+        self.rest_requests.values().sum()
+    }
 }
 
 #[derive(Default)]
@@ -134,6 +152,7 @@ pub enum SeqFault {
 pub struct Faults {
     pending: Mutex<Pending>,
     counters: Counters,
+    rest_requests: Mutex<BTreeMap<String, u64>>,
     drop_tx: watch::Sender<u64>,
     pause_tx: watch::Sender<bool>,
 }
@@ -168,6 +187,7 @@ impl Faults {
                 rng: ChaCha8Rng::seed_from_u64(seed ^ 0xFA17),
             }),
             counters: Counters::default(),
+            rest_requests: Mutex::new(BTreeMap::new()),
             drop_tx: watch::channel(0).0,
             pause_tx: watch::channel(false).0,
         }
@@ -228,7 +248,22 @@ impl Faults {
             rate_limited: g(&c.rate_limited),
             auth_failures: g(&c.auth_failures),
             ws_connections: g(&c.ws_connections),
+            rest_requests: self
+                .rest_requests
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
+    }
+
+    /// Counts one REST request for `path` (below the REST prefix).
+    pub(crate) fn count_rest_request(&self, path: &str) {
+        *self
+            .rest_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(path.to_string())
+            .or_insert(0) += 1;
     }
 
     /// Consulted once per REST request.

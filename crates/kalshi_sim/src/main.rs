@@ -17,6 +17,8 @@ use pipeline::money::{FeeMultiplier, Money};
 use pipeline::secrets::ApiKeyId;
 use pipeline::SeriesTicker;
 
+mod replay_cmd;
+
 /// Where `serve` writes its throwaway credentials unless told otherwise (git-ignored).
 const DEFAULT_KEY_DIR: &str = "pipeline_data/sim";
 
@@ -32,9 +34,14 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 enum Command {
     /// Serve generated markets over Kalshi's REST and WebSocket API.
     Serve(ServeArgs),
+    /// Write days of generated history (snapshots, markets sidecar, labels) straight to files.
+    Generate(kalshi_sim::generate::GenerateArgs),
+    /// Serve recorded capture files as the WebSocket stream, with REST market metadata.
+    Replay(replay_cmd::ReplayArgs),
 }
 
 #[derive(Args, Debug)]
@@ -299,6 +306,13 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn generate(a: kalshi_sim::generate::GenerateArgs) -> anyhow::Result<()> {
+    let cfg = a.into_config().context("generate")?;
+    let summary = kalshi_sim::generate::run(cfg).context("generate")?;
+    print!("{}", summary.report());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -318,6 +332,8 @@ fn main() -> ExitCode {
     };
     let r = match cli.command {
         Command::Serve(a) => rt.block_on(serve(a)),
+        Command::Generate(a) => generate(a),
+        Command::Replay(a) => rt.block_on(replay_cmd::run(a)),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

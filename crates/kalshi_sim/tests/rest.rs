@@ -793,3 +793,41 @@ async fn http_faults_are_injected_and_counted() {
     assert!(book["fair_value"].as_f64().is_some());
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn rest_requests_are_counted_per_path() {
+    let sim = start(|_| {}).await;
+    let h = sim.handle();
+    let c = Client::new(&sim, 0);
+    let before = h.fault_stats();
+    assert_eq!(before.rest_requests_total(), 0, "{before:?}");
+    assert_eq!(c.get("/markets?limit=1").await.0, 200);
+    assert_eq!(c.get("/markets").await.0, 200);
+    assert_eq!(c.get("/historical/markets").await.0, 200);
+    // Refused requests count too: an injected 429 and a failed signature.
+    h.inject(Fault::HttpStatus {
+        status: 429,
+        count: 1,
+    });
+    assert_eq!(c.get("/markets").await.0, 429);
+    assert_eq!(c.get("/portfolio/balance").await.0, 401);
+    let s = h.fault_stats();
+    assert_eq!(s.requests_to("/markets"), 3);
+    assert_eq!(s.requests_to("/historical/markets"), 1);
+    assert_eq!(s.requests_to("/portfolio/balance"), 1);
+    assert_eq!(s.requests_to("/markets/trades"), 0);
+    assert_eq!(s.rest_requests_total(), 5);
+    // The control endpoints are not REST requests; /_sim/faults shows the map.
+    let stats: Value = c
+        .http
+        .get(format!("http://{}/_sim/faults", sim.addr()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["rest_requests"]["/markets"], 3);
+    assert_eq!(h.fault_stats().rest_requests_total(), 5);
+    sim.shutdown().await;
+}

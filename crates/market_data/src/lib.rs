@@ -14,6 +14,8 @@
 //!   replayed), emitting book events; [`sync::TickerCheck`] cross-checks `ticker` frames.
 //! * [`capture`] — `{"recv_ns", "frame"}` gzip JSONL reader and writer.
 //! * [`backoff`] — capped, jittered exponential backoff.
+//! * [`labels`] — [`labels::RestOutcomeSource`]: settled-market outcomes for `sync_labels`
+//!   (`/markets?tickers=`, then `/historical/markets`).
 //! * [`recorder`] — the `download_highres` recorder: discovery, subscriptions, the snapshot
 //!   grid with gap/resync markers, the writer thread, the output-folder lock.
 //!
@@ -31,6 +33,7 @@
 pub mod backoff;
 pub mod book;
 pub mod capture;
+pub mod labels;
 pub mod recorder;
 pub mod rest;
 pub mod sync;
@@ -39,6 +42,7 @@ pub mod ws;
 
 pub use book::{NoPriceConvention, OrderBook, TopOfBook};
 pub use capture::{CaptureReader, CaptureRecord, CaptureWriter};
+pub use labels::{OutcomeSourceError, RestOutcomeSource};
 pub use rest::{CreateOutcome, RestClient, RestConfig, RestError};
 pub use sync::{BookEvent, BookSync, InvalidReason, ResyncNeeded, SyncCounters, TickerCheck};
 pub use ws::{SubscribeRequest, WsConfig, WsEvent, WsHandle};

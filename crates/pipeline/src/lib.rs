@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod config;
 pub mod ids;
+pub mod labels;
 pub mod money;
 pub mod schema;
 pub mod secrets;

@@ -18,10 +18,12 @@
 //! Mutating calls append [`Event`]s to an outbox; [`Engine::take_events`] drains it and
 //! [`Engine::advance_to`] returns it.
 
+pub mod bars;
 pub mod book;
 pub mod naming;
 pub mod path;
 pub mod types;
+mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -34,6 +36,7 @@ pub use book::Levels;
 use book::{published, Book};
 pub use path::{fair_yes, BarsPath, PricePath, RandomWalk};
 pub use types::*;
+pub use view::BookView;
 
 const ONE_DOLLAR: Price = Price::ONE;
 

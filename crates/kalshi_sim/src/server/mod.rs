@@ -7,8 +7,8 @@
 //! batches to apply. Each connection task owns its socket.
 
 mod control;
-mod ratelimit;
-mod rest;
+pub(crate) mod ratelimit;
+pub(crate) mod rest;
 mod ws;
 
 use std::collections::BTreeMap;

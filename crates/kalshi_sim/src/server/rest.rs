@@ -42,10 +42,10 @@ impl ApiError {
             ErrorBody::new(code, message, details),
         )
     }
-    fn bad(details: impl Into<String>) -> ApiError {
+    pub(crate) fn bad(details: impl Into<String>) -> ApiError {
         ApiError::new(400, "invalid_parameters", "invalid parameters", details)
     }
-    fn not_found(what: impl Into<String>) -> ApiError {
+    pub(crate) fn not_found(what: impl Into<String>) -> ApiError {
         ApiError::new(404, "not_found", "not found", what)
     }
     pub(crate) fn auth(details: &str) -> ApiError {
@@ -88,9 +88,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub(crate) type ApiResult = Result<Response, ApiError>;
 
-fn ok(v: Value) -> ApiResult {
+pub(crate) fn ok(v: Value) -> ApiResult {
     Ok(Json(v).into_response())
 }
 
@@ -105,7 +105,7 @@ impl Query {
                 .collect(),
         )
     }
-    fn get(&self, k: &str) -> Option<&str> {
+    pub(crate) fn get(&self, k: &str) -> Option<&str> {
         self.0
             .iter()
             .rev()
@@ -113,7 +113,7 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
     /// Every value of `k`, repeated or comma-separated.
-    fn list(&self, k: &str) -> Vec<String> {
+    pub(crate) fn list(&self, k: &str) -> Vec<String> {
         self.0
             .iter()
             .filter(|(kk, _)| kk == k)
@@ -122,7 +122,7 @@ impl Query {
             .filter(|s| !s.is_empty())
             .collect()
     }
-    fn int(&self, k: &str) -> Result<Option<i64>, ApiError> {
+    pub(crate) fn int(&self, k: &str) -> Result<Option<i64>, ApiError> {
         self.get(k)
             .map(|v| {
                 v.parse::<i64>()
@@ -130,7 +130,7 @@ impl Query {
             })
             .transpose()
     }
-    fn flag(&self, k: &str) -> Result<bool, ApiError> {
+    pub(crate) fn flag(&self, k: &str) -> Result<bool, ApiError> {
         match self.get(k) {
             None => Ok(false),
             Some("true") | Some("1") => Ok(true),
@@ -151,7 +151,7 @@ impl Query {
 
 /// One page of `items` (sorted ascending by key) after the query's cursor. The cursor is the
 /// last returned key, opaque (base64url); empty on the last page.
-fn page<T>(
+pub(crate) fn page<T>(
     items: Vec<(String, T)>,
     q: &Query,
     default: usize,
@@ -197,7 +197,7 @@ fn newest_first(seq: u64) -> String {
     format!("{:020}", u64::MAX - seq)
 }
 
-fn market_key(m: &MarketInfo) -> String {
+pub(crate) fn market_key(m: &MarketInfo) -> String {
     format!("{:020}|{}", m.open_ms.max(0), m.ticker)
 }
 
@@ -258,8 +258,12 @@ fn fault_response(status: u16) -> Response {
     ApiError::new(status, code, "injected fault", "kalshi_sim fault injection").into_response()
 }
 
-/// Faults, authentication, rate limits: in that order, before every REST handler.
+/// Counting, faults, authentication, rate limits: in that order, before every REST handler.
 async fn gate(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    shared
+        .faults
+        .count_rest_request(path.strip_prefix(REST_PREFIX).unwrap_or(&path));
     match shared.faults.http() {
         Some(HttpFault::Status(s)) => return fault_response(s),
         Some(HttpFault::Delay(ms)) => {
@@ -267,7 +271,6 @@ async fn gate(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -
         }
         None => {}
     }
-    let path = req.uri().path().to_string();
     let method = req.method().clone();
     let key = req
         .headers()
@@ -342,7 +345,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-async fn fallback(method: Method, uri: axum::http::Uri) -> Response {
+pub(crate) async fn fallback(method: Method, uri: axum::http::Uri) -> Response {
     let path = uri.path();
     if path.len() > 1 && path.ends_with('/') {
         let mut to = path.trim_end_matches('/').to_string();
@@ -431,9 +434,9 @@ fn is_historical(m: &MarketInfo, cutoff: i64) -> bool {
 }
 
 /// `status` filter value → does a market match.
-type StatusPredicate = fn(MarketStatus) -> bool;
+pub(crate) type StatusPredicate = fn(MarketStatus) -> bool;
 
-fn status_filter(q: &Query) -> Result<Option<StatusPredicate>, ApiError> {
+pub(crate) fn status_filter(q: &Query) -> Result<Option<StatusPredicate>, ApiError> {
     Ok(match q.get("status") {
         None => None,
         Some("unopened") => Some(|s| s == MarketStatus::Initialized),
@@ -449,7 +452,7 @@ fn status_filter(q: &Query) -> Result<Option<StatusPredicate>, ApiError> {
     })
 }
 
-struct MarketFilter {
+pub(crate) struct MarketFilter {
     status: Option<StatusPredicate>,
     series: Option<String>,
     events: Vec<String>,
@@ -470,7 +473,7 @@ fn in_range(t: Option<i64>, (lo, hi): (Option<i64>, Option<i64>)) -> bool {
 }
 
 impl MarketFilter {
-    fn parse(q: &Query) -> Result<MarketFilter, ApiError> {
+    pub(crate) fn parse(q: &Query) -> Result<MarketFilter, ApiError> {
         let status = status_filter(q)?;
         let st = q.get("status");
         let created = (q.int("min_created_ts")?, q.int("max_created_ts")?);
@@ -524,7 +527,7 @@ impl MarketFilter {
         })
     }
 
-    fn matches(&self, m: &MarketInfo) -> bool {
+    pub(crate) fn matches(&self, m: &MarketInfo) -> bool {
         !self.mve_only
             && self.status.is_none_or(|f| f(m.status))
             && self.series.as_ref().is_none_or(|s| m.series.as_str() == s)
@@ -626,7 +629,7 @@ fn book_json(core: &Core, ticker: &str, depth: usize) -> Option<wire::OrderbookF
     })
 }
 
-fn depth(q: &Query) -> Result<usize, ApiError> {
+pub(crate) fn depth(q: &Query) -> Result<usize, ApiError> {
     match q.int("depth")? {
         None => Ok(0),
         Some(d) if (0..=100).contains(&d) => Ok(d as usize),

@@ -654,6 +654,37 @@ impl RestClient {
         .await
     }
 
+    /// [`RestClient::markets`] with each market left as the JSON the exchange sent (every
+    /// page), for a caller that reads each object on its own: one object with a bad field
+    /// then costs that object, not the whole page.
+    pub async fn markets_json(
+        &self,
+        q: &MarketsQuery,
+    ) -> Result<Vec<serde_json::Value>, RestError> {
+        self.paginate(
+            "/markets",
+            q.pairs(),
+            |p: JsonMarketsPage| (p.markets, p.cursor),
+            json_market_key,
+        )
+        .await
+    }
+
+    /// [`RestClient::historical_markets`] with each market left as JSON (see
+    /// [`RestClient::markets_json`]).
+    pub async fn historical_markets_json(
+        &self,
+        q: &MarketsQuery,
+    ) -> Result<Vec<serde_json::Value>, RestError> {
+        self.paginate(
+            "/historical/markets",
+            q.pairs(),
+            |p: JsonMarketsPage| (p.markets, p.cursor),
+            json_market_key,
+        )
+        .await
+    }
+
     pub async fn historical_market(&self, ticker: &str) -> Result<Market, RestError> {
         let r: MarketResponse = self
             .get(&format!("/historical/markets/{}", seg(ticker)), &vec![])
@@ -944,6 +975,23 @@ impl RestClient {
             }
         }
         Ok(Located::Unknown(last_why))
+    }
+}
+
+/// A `/markets` page whose market objects are kept as JSON.
+#[derive(serde::Deserialize)]
+struct JsonMarketsPage {
+    #[serde(default)]
+    markets: Vec<serde_json::Value>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// The pagination guard's key of a JSON market: its ticker, or the whole object.
+fn json_market_key(v: &serde_json::Value) -> String {
+    match v.get("ticker").and_then(serde_json::Value::as_str) {
+        Some(t) => t.to_string(),
+        None => v.to_string(),
     }
 }
 

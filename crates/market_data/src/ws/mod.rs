@@ -12,7 +12,9 @@
 //!   jittered backoff; after a reconnect every subscription is made again (new sids, fresh
 //!   snapshots). Subscriptions are identified by a stable [`SubId`] across reconnects.
 //! * Order-book frames feed a [`BookSync`] shared with callers ([`SharedBooks`]); on
-//!   `ResyncNeeded` the session unsubscribes and resubscribes the affected subscription.
+//!   `ResyncNeeded` the session unsubscribes the sid and subscribes again every subscription
+//!   it served (re-subscribing a channel adds markets to the existing sid, so several of
+//!   ours may share one).
 //! * Every network await has a timeout.
 
 use std::collections::{BTreeMap, HashMap};
@@ -372,15 +374,15 @@ struct SubState {
     req: SubscribeRequest,
     sid: Option<u64>,
     waiters: Vec<oneshot::Sender<Result<Subscribed, WsError>>>,
-    resyncing: bool,
 }
 
 enum Pending {
     Subscribe(SubId),
     Unsubscribe {
-        sub: Option<SubId>,
         reply: Option<oneshot::Sender<Result<(), WsError>>>,
-        resubscribe: bool,
+        /// Subscriptions to make again once the sid is gone (a resync, or others that
+        /// shared the sid).
+        resubscribe: Vec<SubId>,
     },
     Update {
         sub: SubId,
@@ -627,7 +629,6 @@ impl Session {
         }
         for s in self.subs.values_mut() {
             s.sid = None;
-            s.resyncing = false;
         }
         for (_, p) in self.pending.drain() {
             match p {
@@ -656,7 +657,6 @@ impl Session {
                         req,
                         sid: None,
                         waiters: vec![reply],
-                        resyncing: false,
                     },
                 );
             }
@@ -710,7 +710,6 @@ impl Session {
                         req,
                         sid: None,
                         waiters: vec![reply],
-                        resyncing: false,
                     },
                 );
                 self.send_subscribe(ws, sub).await
@@ -726,13 +725,15 @@ impl Session {
                     }
                     match s.sid {
                         Some(sid) => {
+                            // Other subscriptions served by the same sid lose it too: they
+                            // are made again (fresh snapshots) once it is gone.
+                            let others = self.detach_sid(sid);
                             self.send_unsubscribe(
                                 ws,
                                 sid,
                                 Pending::Unsubscribe {
-                                    sub: None,
                                     reply: Some(reply),
-                                    resubscribe: false,
+                                    resubscribe: others,
                                 },
                             )
                             .await
@@ -848,7 +849,6 @@ impl Session {
                 match self.subs.get_mut(&sub) {
                     Some(s) => {
                         s.sid = Some(sid);
-                        s.resyncing = false;
                         let ch = channel.clone().unwrap_or_else(|| s.req.channel.clone());
                         for w in s.waiters.drain(..) {
                             let _ = w.send(Ok(Subscribed {
@@ -869,31 +869,24 @@ impl Session {
                     }
                     None => {
                         // Unsubscribed while the subscribe was in flight.
+                        let others = self.detach_sid(sid);
                         self.send_unsubscribe(
                             ws,
                             sid,
                             Pending::Unsubscribe {
-                                sub: None,
                                 reply: None,
-                                resubscribe: false,
+                                resubscribe: others,
                             },
                         )
                         .await?;
                     }
                 }
             }
-            (
-                WsMessage::Unsubscribed,
-                Some(Pending::Unsubscribe {
-                    sub,
-                    reply,
-                    resubscribe,
-                }),
-            ) => {
+            (WsMessage::Unsubscribed, Some(Pending::Unsubscribe { reply, resubscribe })) => {
                 if let Some(r) = reply {
                     let _ = r.send(Ok(()));
                 }
-                if let (true, Some(sub)) = (resubscribe, sub) {
+                for sub in resubscribe {
                     self.send_subscribe(ws, sub).await?;
                 }
             }
@@ -948,16 +941,12 @@ impl Session {
                             }
                         }
                     }
-                    Pending::Unsubscribe {
-                        sub,
-                        reply,
-                        resubscribe,
-                    } => {
+                    Pending::Unsubscribe { reply, resubscribe } => {
                         if let Some(r) = reply {
                             let _ = r.send(Err(err));
                         }
                         // The old sid is gone either way: subscribe again if resyncing.
-                        if let (true, Some(sub)) = (resubscribe, sub) {
+                        for sub in resubscribe {
                             self.send_subscribe(ws, sub).await?;
                         }
                     }
@@ -984,35 +973,47 @@ impl Session {
         Ok(())
     }
 
-    /// Unsubscribe + resubscribe the subscription that owns `r.sid`.
+    /// Detaches every subscription served by `sid` (forgets the sid) and returns them.
+    /// Several of ours can share one sid: subscribing again to a channel adds markets to the
+    /// existing subscription (API.md §5.2).
+    fn detach_sid(&mut self, sid: u64) -> Vec<SubId> {
+        let mut out = Vec::new();
+        for (sub, s) in self.subs.iter_mut() {
+            if s.sid == Some(sid) {
+                s.sid = None;
+                out.push(*sub);
+            }
+        }
+        out
+    }
+
+    /// Unsubscribe `r.sid`, then subscribe again every subscription it served.
     async fn resync(&mut self, ws: &mut Ws, r: ResyncNeeded) -> Result<(), String> {
-        let Some((&sub, s)) = self.subs.iter_mut().find(|(_, s)| s.sid == Some(r.sid)) else {
-            tracing::warn!(sid = r.sid, reason = ?r.reason, "resync needed on a sid we do not own");
-            return Ok(());
-        };
-        if s.resyncing {
+        // A sid already detached (resync in flight) has no owner any more.
+        let owners = self.detach_sid(r.sid);
+        if owners.is_empty() {
+            tracing::debug!(sid = r.sid, reason = ?r.reason, "resync needed on a sid no subscription holds (already resyncing)");
             return Ok(());
         }
-        s.resyncing = true;
-        s.sid = None;
         self.resyncs += 1;
         if self.resyncs > self.cfg.max_resyncs_per_connection {
             return Err(format!("{} resyncs on one connection", self.resyncs));
         }
-        tracing::warn!(sub = sub.0, sid = r.sid, reason = ?r.reason, markets = r.tickers.len(), "resubscribing for fresh snapshots");
-        self.emit(WsEvent::Resyncing {
-            sub,
-            old_sid: r.sid,
-            reason: r.reason.tag().to_string(),
-        })
-        .await;
+        for &sub in &owners {
+            tracing::warn!(sub = sub.0, sid = r.sid, reason = ?r.reason, markets = r.tickers.len(), "resubscribing for fresh snapshots");
+            self.emit(WsEvent::Resyncing {
+                sub,
+                old_sid: r.sid,
+                reason: r.reason.tag().to_string(),
+            })
+            .await;
+        }
         self.send_unsubscribe(
             ws,
             r.sid,
             Pending::Unsubscribe {
-                sub: Some(sub),
                 reply: None,
-                resubscribe: true,
+                resubscribe: owners,
             },
         )
         .await
