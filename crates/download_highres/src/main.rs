@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use market_data::recorder::{self, RecorderConfig};
+use market_data::recorder::{self, ClockSource, RecorderConfig};
 use pipeline::config::{CliOverrides, RuntimeConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -71,9 +71,20 @@ struct Cli {
     /// Subscribe to a market this long before it opens.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     subscribe_lead_seconds: u64,
+    /// Whose clock the grid follows: `local` (always, for live recording) or `exchange` (a
+    /// replay of a recorded session, `kalshi_sim replay --speed 1`, whose time is the
+    /// recording's; read from GET /exchange/user_data_timestamp at start).
+    #[arg(long, value_enum, default_value_t = Clock::Local)]
+    clock: Clock,
     /// Do not record: read the output folder back and print what is in it.
     #[arg(long)]
     summary: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Clock {
+    Local,
+    Exchange,
 }
 
 fn positive_secs(name: &str, v: f64) -> anyhow::Result<Duration> {
@@ -116,6 +127,10 @@ fn recorder_config(cli: &Cli, rt: &RuntimeConfig) -> anyhow::Result<RecorderConf
     c.status_every = Duration::from_secs(cli.status_seconds);
     c.discovery_every = Duration::from_secs(cli.discovery_seconds);
     c.subscribe_lead = Duration::from_secs(cli.subscribe_lead_seconds);
+    c.clock = match cli.clock {
+        Clock::Local => ClockSource::Local,
+        Clock::Exchange => ClockSource::Exchange,
+    };
     c.validate()?;
     Ok(c)
 }

@@ -39,6 +39,38 @@ fn instant_at(t_ms: i64) -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_millis(ahead.max(0) as u64)
 }
 
+/// `exchange time − local time`, in ms, from a few reads of the exchange's clock
+/// (`GET /exchange/user_data_timestamp`): the largest, because a read can only lag.
+pub(crate) async fn exchange_offset_ms(rest: &RestClient) -> Result<i64, RecorderError> {
+    let mut best: Option<i64> = None;
+    let mut last_err = String::new();
+    for i in 0..5 {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        match rest.user_data_timestamp().await {
+            Ok(t) => {
+                let off = t.as_of_time.0.timestamp_millis() - wall_ms();
+                best = Some(best.map_or(off, |b| b.max(off)));
+            }
+            Err(RestError::Unauthorized { .. }) => {
+                return Err(RecorderError::Auth(
+                    "GET /exchange/user_data_timestamp answered 401".into(),
+                ))
+            }
+            Err(e) => last_err = e.to_string(),
+        }
+    }
+    let off = best.ok_or_else(|| {
+        RecorderError::Config(format!("cannot read the exchange's clock: {last_err}"))
+    })?;
+    tracing::warn!(
+        offset_ms = off,
+        "running on the exchange's clock (replay mode), not the local clock"
+    );
+    Ok(off)
+}
+
 fn describe(r: &InvalidReason) -> String {
     match r {
         InvalidReason::SeqGap { expected, got } => {
@@ -142,6 +174,8 @@ struct Core {
     conf_tx: mpsc::UnboundedSender<Confirmed>,
     progress: Arc<Progress>,
     step: i64,
+    /// Recorder time = local wall clock + this (0 unless running on the exchange's clock).
+    offset_ms: i64,
     next_tick: i64,
     last_tick: Option<i64>,
     connected: bool,
@@ -151,6 +185,11 @@ struct Core {
 }
 
 impl Core {
+    /// Now, on the recorder's clock (UTC ms).
+    fn now_ms(&self) -> i64 {
+        wall_ms() + self.offset_ms
+    }
+
     async fn send(&self, msg: WriterMsg) -> Result<(), RecorderError> {
         self.wtx
             .send(msg)
@@ -190,7 +229,7 @@ impl Core {
         let mut status = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let tick_at = instant_at(self.next_tick);
+            let tick_at = instant_at(self.next_tick - self.offset_ms);
             tokio::select! {
                 // Ticks before everything else but stopping, so they are on time under load.
                 biased;
@@ -220,7 +259,7 @@ impl Core {
     }
 
     async fn on_timer(&mut self) -> Result<(), RecorderError> {
-        let now = wall_ms();
+        let now = self.now_ms();
         if now < self.next_tick {
             return Ok(()); // woke early (wall clock stepped): sleep again
         }
@@ -392,10 +431,11 @@ impl Core {
                 if let Ok(fr) = &f.parsed {
                     match &fr.msg {
                         WsMessage::MarketLifecycle(l) => {
-                            if let Some(rec) = self.registry.on_lifecycle(l, wall_ms()) {
+                            let now = self.now_ms();
+                            if let Some(rec) = self.registry.on_lifecycle(l, now) {
                                 tracing::info!(market = %l.market_ticker, event = %l.event_type, "lifecycle");
                                 self.send(WriterMsg::Markets(vec![rec])).await?;
-                                self.update_wanted(wall_ms());
+                                self.update_wanted(now);
                             }
                         }
                         WsMessage::Ticker(t) => self.registry.on_ticker(t),
@@ -430,7 +470,7 @@ impl Core {
         for e in &d.errors {
             tracing::warn!(error = %e, "market discovery failed (will retry)");
         }
-        let now = wall_ms();
+        let now = self.now_ms();
         let mut recs = Vec::new();
         for m in &d.markets {
             if let Some(r) = self.registry.on_rest_market(m, now) {
@@ -458,7 +498,7 @@ impl Core {
     }
 
     fn status(&self) {
-        let now = wall_ms();
+        let now = self.now_ms();
         let active = self.registry.iter().filter(|m| m.active_at(now)).count();
         let recording = self
             .tracks
@@ -503,6 +543,7 @@ pub(crate) async fn record(
     rest: RestClient,
     wcfg: WsConfig,
     signer: Signer,
+    offset_ms: i64,
     shutdown: CancellationToken,
 ) -> Result<RecordSummary, RecorderError> {
     let started = Instant::now();
@@ -559,7 +600,8 @@ pub(crate) async fn record(
         conf_tx,
         progress,
         step,
-        next_tick: floor_to_grid(wall_ms(), step) + step,
+        offset_ms,
+        next_tick: floor_to_grid(wall_ms() + offset_ms, step) + step,
         last_tick: None,
         connected: false,
         down_since: Some(Instant::now()),

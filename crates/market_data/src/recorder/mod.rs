@@ -129,8 +129,23 @@ pub struct RecorderConfig {
     /// Close a WebSocket on which nothing arrived for this long (our own pings every third of
     /// it keep a healthy connection talking).
     pub ws_idle_timeout: Duration,
+    /// Whose clock the grid, the schedule and the sidecar times follow.
+    pub clock: ClockSource,
     /// Jitter seed for reconnect backoff (tests); `None` = OS randomness.
     pub seed: Option<u64>,
+}
+
+/// Whose clock the recorder runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClockSource {
+    /// The local UTC clock (keep it NTP-synced). Always, for live recording.
+    #[default]
+    Local,
+    /// The exchange's clock, read at start from `GET /exchange/user_data_timestamp` (the
+    /// latest of a few reads, as an offset to the local clock). For a replay of a recorded
+    /// session (`kalshi_sim replay --speed 1`), whose time is the recording's; never for live
+    /// Kalshi, whose `as_of_time` lags the real time.
+    Exchange,
 }
 
 impl RecorderConfig {
@@ -157,6 +172,7 @@ impl RecorderConfig {
             discovery_every: Duration::from_secs(60),
             subscribe_lead: Duration::from_secs(60),
             ws_idle_timeout: Duration::from_secs(15),
+            clock: ClockSource::Local,
             seed: None,
         }
     }
@@ -441,8 +457,12 @@ pub async fn run(
     };
     wcfg.seed = cfg.seed;
     wcfg.event_capacity = 16_384;
+    let offset_ms = match cfg.clock {
+        ClockSource::Local => 0,
+        ClockSource::Exchange => core::exchange_offset_ms(&rest).await?,
+    };
     let cfg = Arc::new(cfg);
-    let res = core::record(cfg, rest, wcfg, signer, shutdown).await;
+    let res = core::record(cfg, rest, wcfg, signer, offset_ms, shutdown).await;
     drop(lock);
     res
 }
