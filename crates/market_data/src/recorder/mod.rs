@@ -45,6 +45,12 @@
 //! each market still being recorded gets a `gap` ("recorder stopped"), so a later run appending
 //! to the same file never looks continuous with this one.
 //!
+//! # Clock
+//!
+//! The grid, the market schedule (open/close) and the sidecar's `ts_ms` follow the local UTC
+//! clock. [`ClockSource::Exchange`] runs them on the exchange's clock instead (an offset read at
+//! start), for replays of recorded sessions whose time is the recording's.
+//!
 //! # Late ticks
 //!
 //! A tick that fires late by less than one grid step is written with the book as read (at most

@@ -356,8 +356,9 @@ impl Registry {
             .collect()
     }
 
-    /// Closed markets whose result is not known yet (polled over REST until it is, for at
-    /// most `give_up_ms` after their close).
+    /// Closed markets not paid out yet (polled over REST until they are, for at most
+    /// `give_up_ms` after their close), so a result missed during a disconnect still reaches
+    /// the sidecar.
     pub fn awaiting_result(&self, now_ms: i64, give_up_ms: i64) -> Vec<MarketTicker> {
         self.markets
             .values()
@@ -365,7 +366,6 @@ impl Registry {
                 !t.finalized()
                     && t.close_ms
                         .is_some_and(|c| now_ms >= c && now_ms - c < give_up_ms)
-                    && (t.result.is_none() || t.phase() < 4)
             })
             .map(|t| t.ticker.clone())
             .collect()
