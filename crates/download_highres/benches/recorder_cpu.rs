@@ -13,7 +13,7 @@
 //!
 //! Environment: `RECORDER_BENCH_SECONDS` (measured window, default 20),
 //! `RECORDER_BENCH_MARKETS` (default `50,200`), `RECORDER_BENCH_RATE`, `RECORDER_BENCH_DEPTH`
-//! (default `0,5`).
+//! (default `0,5`), `RECORDER_BENCH_CAPTURE=1` (also `--capture`; prints capture bytes/frame).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -278,9 +278,16 @@ struct Figures {
     rows_per_s: f64,
     bytes_per_row: f64,
     rss_mb: f64,
+    capture_bytes_per_frame: Option<f64>,
 }
 
-async fn run_one(markets_n: usize, depth: usize, rate: f64, seconds: u64) -> Figures {
+async fn run_one(
+    markets_n: usize,
+    depth: usize,
+    rate: f64,
+    seconds: u64,
+    capture: bool,
+) -> Figures {
     let dir = tempfile::tempdir().unwrap();
     let t0 = now_ms();
     let x = Exchange {
@@ -323,6 +330,7 @@ async fn run_one(markets_n: usize, depth: usize, rate: f64, seconds: u64) -> Fig
         .arg(&cfg)
         .args(["--depth", &depth.to_string(), "--status-seconds", "3600"])
         .args(["--duration", &(warmup + seconds + 2).to_string()])
+        .args(if capture { &["--capture"][..] } else { &[][..] })
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -363,6 +371,10 @@ async fn run_one(markets_n: usize, depth: usize, rate: f64, seconds: u64) -> Fig
         rows_per_s: rows as f64 / ((last - first).max(1) as f64 / 1000.0),
         bytes_per_row: sum.snapshot_bytes() as f64 / rows.max(1) as f64,
         rss_mb: rss as f64 / (1 << 20) as f64,
+        capture_bytes_per_frame: capture.then(|| {
+            sum.capture_files.iter().map(|c| c.1).sum::<u64>() as f64
+                / sum.capture_frames.max(1) as f64
+        }),
     }
 }
 
@@ -385,6 +397,7 @@ fn main() {
         .unwrap_or(20.0);
     let markets = env_list("RECORDER_BENCH_MARKETS", "50,200");
     let depths = env_list("RECORDER_BENCH_DEPTH", "0,5");
+    let capture = std::env::var("RECORDER_BENCH_CAPTURE").is_ok_and(|v| v == "1");
     let rt = tokio::runtime::Runtime::new().unwrap();
     println!(
         "recorder_cpu: 100 ms grid, one WebSocket, {rate} deltas/s per market + 1 ticker/s per market, {seconds} s measured after 5 s warm-up"
@@ -395,16 +408,19 @@ fn main() {
     );
     for &n in &markets {
         for &d in &depths {
-            let f = rt.block_on(run_one(n, d, rate, seconds));
+            let f = rt.block_on(run_one(n, d, rate, seconds, capture));
             println!(
-                "{:>8} {:>6} {:>14.3} {:>10.0} {:>10.0} {:>12.1} {:>8.1}",
+                "{:>8} {:>6} {:>14.3} {:>10.0} {:>10.0} {:>12.1} {:>8.1}{}",
                 f.markets,
                 f.depth,
                 f.cpu_per_wall,
                 f.frames_per_s,
                 f.rows_per_s,
                 f.bytes_per_row,
-                f.rss_mb
+                f.rss_mb,
+                f.capture_bytes_per_frame
+                    .map(|b| format!("   capture {b:.1} bytes/frame"))
+                    .unwrap_or_default()
             );
         }
     }
