@@ -3,7 +3,8 @@
 # beyond loopback. Builds the simulator and the recorder (no libtorch needed), starts the
 # simulator on a free port with 30-second markets (its throwaway key goes to pipeline_data/sim/,
 # where config/sim.json looks for it), records DEMO_SECONDS (default 120) of order books into
-# pipeline_data/sim/highres/, then reads the files back and prints what was recorded.
+# pipeline_data/sim/highres/, reads the files back and prints what was recorded, then labels the
+# recorded markets that have settled (sync_labels against the same simulator).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,8 +14,8 @@ DEMO_SECONDS="${DEMO_SECONDS:-120}"
 SIM_DIR="pipeline_data/sim"
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 
-echo "== building kalshi_sim and download_highres (release)"
-"$CARGO" build --release -p kalshi_sim -p download_highres
+echo "== building kalshi_sim, download_highres and sync_labels (release)"
+"$CARGO" build --release -p kalshi_sim -p download_highres -p sync_labels
 
 mkdir -p "$SIM_DIR"
 ADDR_FILE="$SIM_DIR/kalshi_sim.addr"
@@ -53,3 +54,6 @@ fi
 
 echo "== what is on disk (read back with the snapshot reader)"
 "$BIN/download_highres" --config config/sim.json --summary
+
+echo "== labelling what was recorded (sync_labels asks the simulator for settled outcomes)"
+"$BIN/sync_labels" --config config/sim.json --base-url "http://$ADDR/trade-api/v2"
