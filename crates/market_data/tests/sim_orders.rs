@@ -99,6 +99,23 @@ async fn create_cancel_round_trip_and_duplicate_client_order_id() {
         other => panic!("expected FoundExisting, got {other:?}"),
     }
     assert_eq!(sim_orders_with(&h, "round-trip-1"), 1);
+    // The same id with other terms is not "the order already placed": a typed error naming
+    // what differs, and still only the one order on the exchange.
+    let reused = buy_yes(&t, "0.12", 7, "round-trip-1");
+    match client.create_order_idempotent(&reused).await {
+        Err(RestError::ClientOrderIdReused {
+            order_id,
+            differences,
+            ..
+        }) => {
+            assert_eq!(order_id, ack.order_id);
+            assert!(differences.contains("yes price 0.1000"), "{differences}");
+            assert!(differences.contains("count 10.00"), "{differences}");
+            assert!(!differences.contains("book_side"), "{differences}");
+        }
+        other => panic!("expected ClientOrderIdReused, got {other:?}"),
+    }
+    assert_eq!(sim_orders_with(&h, "round-trip-1"), 1);
 
     // Cancel: the whole remainder, and the order is listed as canceled.
     let c = client

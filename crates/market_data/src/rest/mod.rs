@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use pipeline::auth::Signer;
 use pipeline::ids::{ClientOrderId, MarketTicker, OrderId, SeriesTicker};
+use pipeline::money::{Count, Price};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -127,6 +128,15 @@ pub enum RestError {
     UnresolvedCreate {
         client_order_id: ClientOrderId,
         reason: String,
+    },
+    /// The exchange holds an order with this `client_order_id` whose terms differ from the
+    /// request: the id was reused for another order. Nothing was placed; the caller's
+    /// order is not that one.
+    #[error("order {client_order_id}: client_order_id already used by order {order_id} with other terms ({differences})")]
+    ClientOrderIdReused {
+        client_order_id: ClientOrderId,
+        order_id: OrderId,
+        differences: String,
     },
 }
 
@@ -894,7 +904,7 @@ impl RestClient {
                 RestError::Conflict { .. } => {
                     tracing::info!(client_order_id = %req.client_order_id, "duplicate client_order_id: looking the order up");
                     return match self.locate(req, sent_at, &rc).await? {
-                        Located::Found(o) => Ok(CreateOutcome::FoundExisting(o)),
+                        Located::Found(o) => found_existing(req, o),
                         _ => Err(err),
                     };
                 }
@@ -910,7 +920,7 @@ impl RestClient {
                 e if e.outcome_unknown() => {
                     tracing::warn!(client_order_id = %req.client_order_id, error = %e, "create outcome unknown; resolving by lookup");
                     match self.locate(req, Utc::now(), &rc).await? {
-                        Located::Found(o) => return Ok(CreateOutcome::FoundExisting(o)),
+                        Located::Found(o) => return found_existing(req, o),
                         Located::Absent if resends < rc.max_resends => {
                             resends += 1;
                             tracing::warn!(client_order_id = %req.client_order_id, "order provably absent; re-sending with the same client_order_id");
@@ -993,6 +1003,60 @@ fn json_market_key(v: &serde_json::Value) -> String {
         Some(t) => t.to_string(),
         None => v.to_string(),
     }
+}
+
+/// An order found under the request's `client_order_id` is the request's only if its terms
+/// match; a reused id must not pass for a placed order.
+fn found_existing(req: &CreateOrderRequest, o: Box<Order>) -> Result<CreateOutcome, RestError> {
+    let differences = order_differences(req, &o);
+    if differences.is_empty() {
+        Ok(CreateOutcome::FoundExisting(o))
+    } else {
+        Err(RestError::ClientOrderIdReused {
+            client_order_id: req.client_order_id.clone(),
+            order_id: o.order_id.clone(),
+            differences: differences.join(", "),
+        })
+    }
+}
+
+/// The terms in which a listed order differs from a create request: market, book side,
+/// YES-scale price and initial count. A term the listing leaves out is not compared.
+pub fn order_differences(req: &CreateOrderRequest, o: &Order) -> Vec<String> {
+    let mut out = Vec::new();
+    if o.ticker != req.ticker {
+        out.push(format!("ticker {} ≠ {}", o.ticker, req.ticker));
+    }
+    if let Some(side) = &o.book_side {
+        if *side != req.side {
+            out.push(format!("book_side {side:?} ≠ {:?}", req.side));
+        }
+    }
+    let price = o
+        .yes_price_dollars
+        .or_else(|| o.yes_price.and_then(|c| Price::from_cents(c).ok()));
+    if let Some(price) = price {
+        if price != req.price {
+            out.push(format!(
+                "yes price {} ≠ {}",
+                price.to_dollars(),
+                req.price.to_dollars()
+            ));
+        }
+    }
+    let count = o
+        .initial_count_fp
+        .or_else(|| o.initial_count.map(Count::from_contracts));
+    if let Some(count) = count {
+        if count != req.count {
+            out.push(format!(
+                "count {} ≠ {}",
+                count.to_fp_string(),
+                req.count.to_fp_string()
+            ));
+        }
+    }
+    out
 }
 
 enum Located {
@@ -1089,6 +1153,47 @@ pub fn map_status(method: &str, path: &str, status: StatusCode, body: &str) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn order_differences_compare_listed_terms_only() {
+        let req = CreateOrderRequest::buy_no(
+            "KXBTC15M-X",
+            Price::parse_dollars("0.30").unwrap(),
+            Count::from_contracts(5),
+        )
+        .client_order_id("c-1")
+        .build()
+        .unwrap();
+        // Buy NO at 0.30 is an ask at YES 0.70.
+        let listed: Order = serde_json::from_str(
+            r#"{"order_id":"o-1","client_order_id":"c-1","ticker":"KXBTC15M-X","book_side":"ask",
+                "yes_price_dollars":"0.7000","initial_count_fp":"5.00"}"#,
+        )
+        .unwrap();
+        assert!(order_differences(&req, &listed).is_empty());
+        // Legacy integer fields are compared too; absent terms are not.
+        let legacy: Order = serde_json::from_str(
+            r#"{"order_id":"o-1","client_order_id":"c-1","ticker":"KXBTC15M-X","yes_price":71,"initial_count":5}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            order_differences(&req, &legacy),
+            ["yes price 0.7100 ≠ 0.7000"]
+        );
+        let other: Order = serde_json::from_str(
+            r#"{"order_id":"o-1","client_order_id":"c-1","ticker":"KXBTC15M-Y","book_side":"bid",
+                "yes_price_dollars":"0.7000","initial_count_fp":"6.00"}"#,
+        )
+        .unwrap();
+        let d = order_differences(&req, &other);
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert!(d[0].starts_with("ticker KXBTC15M-Y"), "{d:?}");
+        assert!(d[2].starts_with("count 6.00"), "{d:?}");
+        assert!(matches!(
+            found_existing(&req, Box::new(other)),
+            Err(RestError::ClientOrderIdReused { .. })
+        ));
+    }
 
     #[test]
     fn status_mapping() {
