@@ -13,9 +13,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
 use pipeline::config::{CliOverrides, RuntimeConfig};
-use pipeline::labels::{build_with_progress, BuildOptions, BuildOutcome, Progress};
+use pipeline::labels::cli::{init_tracing, BarProgress, OutputArgs};
+use pipeline::labels::{build_with_progress, BuildOptions, BuildOutcome};
 
 /// Build or update the labels file (labels/v1) from local data: existing label files, the
 /// downloader's markets sidecars and raw captures in data_dir, and archived exchange data.
@@ -32,13 +32,8 @@ use pipeline::labels::{build_with_progress, BuildOptions, BuildOutcome, Progress
 struct Cli {
     #[command(flatten)]
     config: CliOverrides,
-    /// Labels file to write [default: labels_path from the config]. Labels already in it are
-    /// kept.
-    #[arg(long, value_name = "FILE")]
-    output: Option<PathBuf>,
-    /// Unresolved list to write [default: unresolved_path from the config].
-    #[arg(long = "unresolved-out", value_name = "FILE")]
-    unresolved_out: Option<PathBuf>,
+    #[command(flatten)]
+    outputs: OutputArgs,
     /// Archived exchange data: Kalshi market objects (a map keyed by ticker, a list, a
     /// /markets or /events response, JSON lines), labels files, sidecars or captures. A file,
     /// a folder (its files) or a quoted glob. Repeatable.
@@ -87,12 +82,8 @@ fn run(cli: &Cli, tty: bool) -> anyhow::Result<BuildOutcome> {
     tracing::info!("configuration: {cfg}");
     let cwd = std::env::current_dir().context("reading the working directory")?;
     let mut opts = BuildOptions::from_config(&cfg, chrono::Utc::now());
-    if let Some(p) = &cli.output {
-        opts.output = cwd.join(p);
-    }
-    if let Some(p) = &cli.unresolved_out {
-        opts.unresolved_output = cwd.join(p);
-    }
+    cli.outputs
+        .apply(&cwd, &mut opts.output, &mut opts.unresolved_output);
     if cli.no_data_dir {
         opts.data_dir = None;
     }
@@ -100,66 +91,4 @@ fn run(cli: &Cli, tty: bool) -> anyhow::Result<BuildOutcome> {
     opts.archives = cli.archive.clone();
     let mut progress = BarProgress::new(tty);
     build_with_progress(opts, &mut progress).context("building labels")
-}
-
-fn init_tracing(ansi: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(ansi)
-        .init();
-}
-
-/// A progress bar on a terminal; otherwise one log line per phase.
-struct BarProgress {
-    tty: bool,
-    bar: Option<ProgressBar>,
-    phase: String,
-    done: u64,
-}
-
-impl BarProgress {
-    fn new(tty: bool) -> BarProgress {
-        BarProgress {
-            tty,
-            bar: None,
-            phase: String::new(),
-            done: 0,
-        }
-    }
-}
-
-impl Progress for BarProgress {
-    fn start(&mut self, phase: &str, total: u64, unit: &str) {
-        self.phase = phase.to_string();
-        self.done = 0;
-        if self.tty && total > 0 {
-            let style = ProgressStyle::with_template(&format!(
-                "{{msg}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{elapsed}})"
-            ))
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
-            let bar = ProgressBar::new(total).with_style(style);
-            bar.set_message(phase.to_string());
-            self.bar = Some(bar);
-        } else {
-            tracing::info!(total, unit, "{phase}");
-        }
-    }
-
-    fn advance(&mut self, n: u64) {
-        self.done += n;
-        if let Some(b) = &self.bar {
-            b.inc(n);
-        }
-    }
-
-    fn finish(&mut self) {
-        match self.bar.take() {
-            Some(b) => b.finish_and_clear(),
-            None => tracing::info!(done = self.done, "{} done", self.phase),
-        }
-    }
 }

@@ -15,10 +15,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
 use market_data::labels::{RestOutcomeSource, SourceStats, MAX_TICKERS_PER_REQUEST};
 use pipeline::config::{CliOverrides, RuntimeConfig};
-use pipeline::labels::{sync_with_progress, Progress, SyncOptions, SyncOutcome};
+use pipeline::labels::cli::{init_tracing, BarProgress, OutputArgs};
+use pipeline::labels::{sync_with_progress, SyncOptions, SyncOutcome};
 
 /// Label the markets in the snapshot files: keep the labels already known, ask the exchange
 /// (GET /markets?tickers=…, then /historical/markets for markets settled before the
@@ -38,13 +38,8 @@ use pipeline::labels::{sync_with_progress, Progress, SyncOptions, SyncOutcome};
 struct Cli {
     #[command(flatten)]
     config: CliOverrides,
-    /// Labels file to write [default: labels_path from the config]. Labels already in it are
-    /// kept.
-    #[arg(long, value_name = "FILE")]
-    output: Option<PathBuf>,
-    /// Unresolved list to write [default: unresolved_path from the config].
-    #[arg(long = "unresolved-out", value_name = "FILE")]
-    unresolved_out: Option<PathBuf>,
+    #[command(flatten)]
+    outputs: OutputArgs,
     /// Snapshot files whose markets are to be labelled (quote the glob)
     /// [default: <data_dir>/*.snap_*ms.jsonl*].
     #[arg(long, value_name = "GLOB")]
@@ -116,12 +111,8 @@ fn run(cli: &Cli, tty: bool) -> anyhow::Result<(SyncOutcome, SourceStats)> {
     tracing::info!("configuration: {cfg}");
     let cwd = std::env::current_dir().context("reading the working directory")?;
     let mut opts = SyncOptions::from_config(&cfg, chrono::Utc::now());
-    if let Some(p) = &cli.output {
-        opts.output = cwd.join(p);
-    }
-    if let Some(p) = &cli.unresolved_out {
-        opts.unresolved_output = cwd.join(p);
-    }
+    cli.outputs
+        .apply(&cwd, &mut opts.output, &mut opts.unresolved_output);
     if let Some(g) = &cli.snapshots {
         opts.snapshots = g.clone();
     }
@@ -133,66 +124,4 @@ fn run(cli: &Cli, tty: bool) -> anyhow::Result<(SyncOutcome, SourceStats)> {
     let mut progress = BarProgress::new(tty);
     let outcome = sync_with_progress(opts, &mut source, &mut progress).context("syncing labels")?;
     Ok((outcome, source.stats().clone()))
-}
-
-fn init_tracing(ansi: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(ansi)
-        .init();
-}
-
-/// A progress bar on a terminal; otherwise one log line per phase.
-struct BarProgress {
-    tty: bool,
-    bar: Option<ProgressBar>,
-    phase: String,
-    done: u64,
-}
-
-impl BarProgress {
-    fn new(tty: bool) -> BarProgress {
-        BarProgress {
-            tty,
-            bar: None,
-            phase: String::new(),
-            done: 0,
-        }
-    }
-}
-
-impl Progress for BarProgress {
-    fn start(&mut self, phase: &str, total: u64, unit: &str) {
-        self.phase = phase.to_string();
-        self.done = 0;
-        if self.tty && total > 0 {
-            let style = ProgressStyle::with_template(&format!(
-                "{{msg}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{elapsed}})"
-            ))
-            .unwrap_or_else(|_| ProgressStyle::default_bar());
-            let bar = ProgressBar::new(total).with_style(style);
-            bar.set_message(phase.to_string());
-            self.bar = Some(bar);
-        } else {
-            tracing::info!(total, unit, "{phase}");
-        }
-    }
-
-    fn advance(&mut self, n: u64) {
-        self.done += n;
-        if let Some(b) = &self.bar {
-            b.inc(n);
-        }
-    }
-
-    fn finish(&mut self) {
-        match self.bar.take() {
-            Some(b) => b.finish_and_clear(),
-            None => tracing::info!(done = self.done, "{} done", self.phase),
-        }
-    }
 }

@@ -8,12 +8,11 @@ use chrono::{DateTime, Utc};
 
 use super::sources::{expand_input, files_with_suffix, read_archive, read_sidecar, scan_capture};
 use super::{
-    count_by_reason, count_by_source, join_counts, load_labels_files, load_previous_unresolved,
-    save_outputs, write_conflicts_and_problems, Collector, InputKind, InputProblem, InputSummary,
-    LabelConflict, LabelsRunError, NoProgress, Progress,
+    count_by_reason, count_by_source, join_counts, write_conflicts_and_problems, write_unresolved,
+    InputKind, InputProblem, InputSummary, LabelConflict, LabelsRunError, NoProgress, Progress,
+    Run,
 };
 use crate::config::RuntimeConfig;
-use crate::ids::MarketTicker;
 use crate::schema::{LabelSource, LabelsFile, UnresolvedList};
 
 /// What [`build`] reads and writes.
@@ -136,17 +135,7 @@ impl fmt::Display for BuildOutcome {
                 inputs.join(", ")
             }
         )?;
-        writeln!(
-            f,
-            "unresolved: {} -> {}",
-            self.unresolved.unresolved.len(),
-            self.unresolved_output.display()
-        )?;
-        writeln!(
-            f,
-            "  by reason: {}",
-            join_counts(&self.unresolved_by_reason())
-        )?;
+        write_unresolved(f, &self.unresolved, &self.unresolved_output)?;
         write_conflicts_and_problems(f, &self.conflicts, &self.problems, self.problems_total)
     }
 }
@@ -202,23 +191,13 @@ pub fn build_with_progress(
     archives.dedup();
     archives.retain(|p| !already.contains(p));
 
-    let mut optional: Vec<&Path> = Vec::new();
-    if let Some(p) = &opts.labels_path {
-        optional.push(p);
-    }
-    optional.push(&opts.output);
-    let existing = load_labels_files(&optional, &opts.labels_in)?;
-    let mut c = Collector::default();
-    let previous_unresolved = load_previous_unresolved(&opts.unresolved_output, &mut c);
-    let out_key = canonical(&opts.output);
-    let before: BTreeSet<MarketTicker> = existing
-        .iter()
-        .filter(|(p, _)| canonical(p) == out_key)
-        .flat_map(|(_, f)| f.labels.keys().cloned())
-        .collect();
-    for (path, file) in existing {
-        c.add_labels_file(InputKind::LabelsFile, &path, file);
-    }
+    let mut run = Run::start(
+        opts.labels_path.as_deref(),
+        &opts.output,
+        &opts.labels_in,
+        &opts.unresolved_output,
+    )?;
+    let c = &mut run.c;
 
     let total = (sidecars.len() + captures.len() + archives.len()) as u64;
     progress.start("reading inputs", total, "files");
@@ -239,47 +218,29 @@ pub fn build_with_progress(
     }
     progress.finish();
 
-    if let Some(prev) = &previous_unresolved {
-        c.carry_unresolved(prev, &opts.unresolved_output);
-    }
-    let mut labels = std::mem::take(&mut c.labels);
-    labels.generated_at = Some(opts.generated_at);
-    c.labels = labels;
-    let mut unresolved = c.unresolved_list();
-    unresolved.generated_at = Some(opts.generated_at);
-    save_outputs(
-        &c.labels,
+    let w = run.finish(
+        None,
         &opts.output,
-        &unresolved,
         &opts.unresolved_output,
+        opts.generated_at,
     )?;
-    let new_labels = c
-        .labels
-        .labels
-        .keys()
-        .filter(|t| !before.contains(*t))
-        .count();
     tracing::info!(
-        labels = c.labels.len(),
-        new = new_labels,
-        unresolved = unresolved.unresolved.len(),
-        conflicts = c.conflicts.len(),
-        problems = c.problems_total,
+        labels = w.labels.len(),
+        new = w.new_labels,
+        unresolved = w.unresolved.unresolved.len(),
+        conflicts = w.conflicts.len(),
+        problems = w.problems_total,
         "labels built"
     );
     Ok(BuildOutcome {
-        labels: c.labels,
-        unresolved,
+        labels: w.labels,
+        unresolved: w.unresolved,
         output: opts.output,
         unresolved_output: opts.unresolved_output,
-        new_labels,
-        inputs: c.inputs,
-        conflicts: c.conflicts,
-        problems: c.problems,
-        problems_total: c.problems_total,
+        new_labels: w.new_labels,
+        inputs: w.inputs,
+        conflicts: w.conflicts,
+        problems: w.problems,
+        problems_total: w.problems_total,
     })
-}
-
-fn canonical(p: &Path) -> PathBuf {
-    p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
 }

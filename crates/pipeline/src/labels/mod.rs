@@ -17,16 +17,21 @@
 //! reported by name (and line) and skipped; everything else is kept.
 //!
 //! Libraries never print: long phases report through [`Progress`], results come back as
-//! values whose `Display` is the summary the binaries print.
+//! values whose `Display` is the summary the binaries print. What the two binaries share on
+//! the command line (output flags; with the `cli` feature, the progress bar and the log
+//! subscriber) is in [`cli`].
 
 mod build;
+pub mod cli;
 mod market;
 mod sources;
 pub mod sync;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
 
 pub use build::{build, build_with_progress, BuildOptions, BuildOutcome};
 pub use market::MarketOutcome;
@@ -211,7 +216,7 @@ pub enum LabelsRunError {
 }
 
 /// Progress of a long phase, for a progress bar or a log line. Libraries never print; the
-/// binaries implement this.
+/// binaries pass one in (`cli::BarProgress`, with the `cli` feature).
 pub trait Progress {
     /// A phase starts with `total` units of work (`unit`: "files", "markets").
     fn start(&mut self, phase: &str, total: u64, unit: &str);
@@ -420,7 +425,7 @@ impl Collector {
 
 /// Loads the existing labels files in order. A file that exists but cannot be read or parsed
 /// stops the run: writing over it would lose its labels. `optional` files may be absent.
-pub(crate) fn load_labels_files(
+fn load_labels_files(
     optional: &[&Path],
     required: &[PathBuf],
 ) -> Result<Vec<(PathBuf, LabelsFile)>, LabelsRunError> {
@@ -454,7 +459,7 @@ pub(crate) fn load_labels_files(
 
 /// The earlier run's unresolved list, if any. A damaged one is reported (it is derived data
 /// and will be rewritten) rather than stopping the run.
-pub(crate) fn load_previous_unresolved(path: &Path, c: &mut Collector) -> Option<UnresolvedList> {
+fn load_previous_unresolved(path: &Path, c: &mut Collector) -> Option<UnresolvedList> {
     if !path.exists() {
         return None;
     }
@@ -472,8 +477,106 @@ pub(crate) fn load_previous_unresolved(path: &Path, c: &mut Collector) -> Option
     }
 }
 
+/// The state both tools start from: the existing labels read into a fresh [`Collector`], the
+/// earlier run's unresolved list, and what the output file held before this run.
+pub(crate) struct Run {
+    pub c: Collector,
+    /// The earlier run's unresolved list (`None` when absent or unreadable; unreadable is a
+    /// problem in `c`).
+    pub previous_unresolved: Option<UnresolvedList>,
+    /// Tickers the output file had before this run.
+    pub before: BTreeSet<MarketTicker>,
+}
+
+/// What a run wrote and what its inputs held, for the tools' outcomes.
+pub(crate) struct Written {
+    pub labels: LabelsFile,
+    pub unresolved: UnresolvedList,
+    /// Labels whose ticker the output file did not have before.
+    pub new_labels: usize,
+    pub inputs: Vec<InputSummary>,
+    pub conflicts: Vec<LabelConflict>,
+    pub problems: Vec<InputProblem>,
+    pub problems_total: u64,
+}
+
+impl Run {
+    /// Reads the existing labels in order (`labels_path`, then `output` when another file,
+    /// then `labels_in`; see [`load_labels_files`]) and the earlier unresolved list at
+    /// `unresolved_output`.
+    pub fn start(
+        labels_path: Option<&Path>,
+        output: &Path,
+        labels_in: &[PathBuf],
+        unresolved_output: &Path,
+    ) -> Result<Run, LabelsRunError> {
+        let mut optional: Vec<&Path> = Vec::new();
+        if let Some(p) = labels_path {
+            optional.push(p);
+        }
+        optional.push(output);
+        let existing = load_labels_files(&optional, labels_in)?;
+        let mut c = Collector::default();
+        let previous_unresolved = load_previous_unresolved(unresolved_output, &mut c);
+        let out_key = canonical(output);
+        let before: BTreeSet<MarketTicker> = existing
+            .iter()
+            .filter(|(p, _)| canonical(p) == out_key)
+            .flat_map(|(_, f)| f.labels.keys().cloned())
+            .collect();
+        for (path, file) in existing {
+            c.add_labels_file(InputKind::LabelsFile, &path, file);
+        }
+        Ok(Run {
+            c,
+            previous_unresolved,
+            before,
+        })
+    }
+
+    /// Writes the labels and the unresolved list, both stamped `generated_at`. `labels` is the
+    /// file to write, `None` for everything collected. The unresolved list names every
+    /// collected market without a label, plus the earlier entries for markets nobody
+    /// mentioned now.
+    pub fn finish(
+        mut self,
+        labels: Option<LabelsFile>,
+        output: &Path,
+        unresolved_output: &Path,
+        generated_at: DateTime<Utc>,
+    ) -> Result<Written, LabelsRunError> {
+        let c = &mut self.c;
+        if let Some(prev) = &self.previous_unresolved {
+            c.carry_unresolved(prev, unresolved_output);
+        }
+        let mut unresolved = c.unresolved_list();
+        unresolved.generated_at = Some(generated_at);
+        let mut labels = labels.unwrap_or_else(|| std::mem::take(&mut c.labels));
+        labels.generated_at = Some(generated_at);
+        save_outputs(&labels, output, &unresolved, unresolved_output)?;
+        let new_labels = labels
+            .labels
+            .keys()
+            .filter(|t| !self.before.contains(*t))
+            .count();
+        Ok(Written {
+            labels,
+            unresolved,
+            new_labels,
+            inputs: std::mem::take(&mut c.inputs),
+            conflicts: std::mem::take(&mut c.conflicts),
+            problems: std::mem::take(&mut c.problems),
+            problems_total: c.problems_total,
+        })
+    }
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
+}
+
 /// Saves the labels and the unresolved list atomically, creating missing parent folders.
-pub(crate) fn save_outputs(
+fn save_outputs(
     labels: &LabelsFile,
     labels_path: &Path,
     unresolved: &UnresolvedList,
@@ -523,6 +626,25 @@ fn join_counts(m: &BTreeMap<String, usize>) -> String {
         .map(|(k, v)| format!("{k} {v}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The unresolved lines of both summaries: how many were written where, and why.
+fn write_unresolved(
+    f: &mut fmt::Formatter<'_>,
+    unresolved: &UnresolvedList,
+    path: &Path,
+) -> fmt::Result {
+    writeln!(
+        f,
+        "unresolved: {} -> {}",
+        unresolved.unresolved.len(),
+        path.display()
+    )?;
+    writeln!(
+        f,
+        "  by reason: {}",
+        join_counts(&count_by_reason(unresolved))
+    )
 }
 
 /// The shared tail of both summaries: conflicts and problems, each listed.

@@ -13,9 +13,9 @@ use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 
 use super::market::MarketOutcome;
 use super::{
-    count_by_reason, count_by_source, is_final_reason, join_counts, load_labels_files,
-    load_previous_unresolved, save_outputs, write_conflicts_and_problems, Collector, InputKind,
-    InputProblem, InputSummary, LabelConflict, LabelsRunError, NoProgress, Origin, Progress,
+    count_by_source, is_final_reason, join_counts, write_conflicts_and_problems, write_unresolved,
+    Collector, InputKind, InputProblem, InputSummary, LabelConflict, LabelsRunError, NoProgress,
+    Origin, Progress, Run,
 };
 use crate::config::RuntimeConfig;
 use crate::ids::MarketTicker;
@@ -206,17 +206,7 @@ impl fmt::Display for SyncOutcome {
             "  by source: {}",
             join_counts(&count_by_source(&self.labels))
         )?;
-        writeln!(
-            f,
-            "unresolved: {} -> {}",
-            self.unresolved.unresolved.len(),
-            self.unresolved_output.display()
-        )?;
-        writeln!(
-            f,
-            "  by reason: {}",
-            join_counts(&count_by_reason(&self.unresolved))
-        )?;
+        write_unresolved(f, &self.unresolved, &self.unresolved_output)?;
         if let Some(e) = &self.fetch_error {
             writeln!(
                 f,
@@ -255,23 +245,13 @@ pub fn sync_with_progress(
     progress: &mut dyn Progress,
 ) -> Result<SyncOutcome, LabelsRunError> {
     let batch_size = opts.batch_size.max(1);
-    let mut optional: Vec<&Path> = Vec::new();
-    if let Some(p) = &opts.labels_path {
-        optional.push(p);
-    }
-    optional.push(&opts.output);
-    let existing = load_labels_files(&optional, &opts.labels_in)?;
-    let mut c = Collector::default();
-    let previous_unresolved = load_previous_unresolved(&opts.unresolved_output, &mut c);
-    let out_key = canonical(&opts.output);
-    let before: BTreeSet<MarketTicker> = existing
-        .iter()
-        .filter(|(p, _)| canonical(p) == out_key)
-        .flat_map(|(_, f)| f.labels.keys().cloned())
-        .collect();
-    for (path, file) in existing {
-        c.add_labels_file(InputKind::LabelsFile, &path, file);
-    }
+    let mut run = Run::start(
+        opts.labels_path.as_deref(),
+        &opts.output,
+        &opts.labels_in,
+        &opts.unresolved_output,
+    )?;
+    let (c, previous_unresolved, before) = (&mut run.c, &run.previous_unresolved, &run.before);
 
     let (markets, snapshot_report) = scan_snapshot_tickers(&opts.snapshots, progress)?;
 
@@ -322,17 +302,17 @@ pub fn sync_with_progress(
             Err(e) => {
                 let msg = e.to_string();
                 tracing::warn!(error = %msg, "fetching outcomes failed; stopping");
-                fail_batch(&mut c, batch, &msg);
+                fail_batch(c, batch, &msg);
                 fetch_error = Some(msg);
                 break;
             }
         };
-        fetched_labels += absorb_answer(&mut c, batch, answer);
+        fetched_labels += absorb_answer(c, batch, answer);
         progress.advance(batch.len() as u64);
     }
     if let Some(msg) = &fetch_error {
         for batch in batches {
-            fail_batch(&mut c, batch, msg);
+            fail_batch(c, batch, msg);
         }
     }
     progress.finish();
@@ -351,24 +331,18 @@ pub fn sync_with_progress(
             left_out += 1;
         }
     }
-    if let Some(prev) = &previous_unresolved {
-        c.carry_unresolved(prev, &opts.unresolved_output);
-    }
-    let mut unresolved = c.unresolved_list();
-    unresolved.generated_at = Some(opts.now);
-    save_outputs(&out, &opts.output, &unresolved, &opts.unresolved_output)?;
-    let new_labels = out.labels.keys().filter(|t| !before.contains(*t)).count();
+    let w = run.finish(Some(out), &opts.output, &opts.unresolved_output, opts.now)?;
     tracing::info!(
         snapshot_markets = markets.len(),
         known,
         requested = missing.len(),
         fetched_labels,
-        unresolved = unresolved.unresolved.len(),
+        unresolved = w.unresolved.unresolved.len(),
         "labels synced"
     );
     Ok(SyncOutcome {
-        labels: out,
-        unresolved,
+        labels: w.labels,
+        unresolved: w.unresolved,
         output: opts.output,
         unresolved_output: opts.unresolved_output,
         snapshot_report,
@@ -379,14 +353,14 @@ pub fn sync_with_progress(
         requested: missing.len(),
         fetch_calls,
         fetched_labels,
-        new_labels,
+        new_labels: w.new_labels,
         kept_unaligned,
         left_out,
         fetch_error,
-        inputs: c.inputs,
-        conflicts: c.conflicts,
-        problems: c.problems,
-        problems_total: c.problems_total,
+        inputs: w.inputs,
+        conflicts: w.conflicts,
+        problems: w.problems,
+        problems_total: w.problems_total,
     })
 }
 
@@ -520,8 +494,4 @@ fn fmt_ms(ms: i64) -> String {
         .single()
         .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
         .unwrap_or_else(|| format!("{ms} ms"))
-}
-
-fn canonical(p: &Path) -> PathBuf {
-    p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
 }
