@@ -60,9 +60,10 @@ use tokio::task::JoinHandle;
 
 use crate::engine::naming::uuid_like;
 use crate::engine::{Levels, LifecycleKind, MarketInfo};
-use crate::keys::{self, KeyError};
+use crate::http_common::{bind, serve, server_accessors, setup_keys, Keys};
+use crate::keys::KeyError;
 use crate::server::ratelimit::Limiter;
-use crate::server::{KeySetup, RateLimitConfig, Tier, WsConfig, REST_PREFIX, WS_PATH};
+use crate::server::{KeySetup, RateLimitConfig, Tier, WsConfig};
 pub use markets::{read_markets_file, MarketMeta, MarketsFile, MarketsFileError};
 pub use state::Tally;
 use state::{Batch, Issues, Item, LifeItem, MarketState, State, Timing};
@@ -280,34 +281,9 @@ pub struct Replay {
     driver: JoinHandle<()>,
 }
 
-impl std::fmt::Debug for Replay {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Replay")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
-    }
-}
+server_accessors!(Replay);
 
 impl Replay {
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-    /// `http://127.0.0.1:PORT/trade-api/v2`
-    pub fn rest_base(&self) -> String {
-        format!("http://{}{REST_PREFIX}", self.addr)
-    }
-    /// `ws://127.0.0.1:PORT/trade-api/ws/v2`
-    pub fn ws_url(&self) -> String {
-        format!("ws://{}{WS_PATH}", self.addr)
-    }
-    /// The API key id and private key to sign with (None when only a public key was given).
-    pub fn credentials(&self) -> Option<(ApiKeyId, PrivateKey)> {
-        self.credentials.clone()
-    }
-    /// `(env_file, pem_file)` written to `key_dir`.
-    pub fn key_files(&self) -> Option<(PathBuf, PathBuf)> {
-        self.key_files.clone()
-    }
     /// Starts sending (for [`StartMode::Manual`]; harmless otherwise).
     pub fn start(&self) {
         self.shared.start();
@@ -878,37 +854,16 @@ pub async fn spawn_replay(cfg: ReplayConfig) -> Result<Replay, ReplayError> {
     let life = schedule(&markets, &timing, start_ms, end_ms);
     let market_names: Vec<String> = markets.keys().cloned().collect();
 
-    let (key_id, public_key, credentials) = match cfg.key.clone() {
-        KeySetup::Generate => {
-            let (id, key) = tokio::task::spawn_blocking(keys::generate)
-                .await
-                .map_err(|e| ReplayError::Config(e.to_string()))??;
-            (id.clone(), key.public_key(), Some((id, key)))
-        }
-        KeySetup::Private { key_id, key } => {
-            (key_id.clone(), key.public_key(), Some((key_id, key)))
-        }
-        KeySetup::Public { key_id, public_key } => (key_id, public_key, None),
-    };
-    let key_files = match (&cfg.key_dir, &credentials) {
-        (Some(dir), Some((id, key))) => Some(keys::write_credentials(dir, id, key)?),
-        (Some(_), None) => {
-            return Err(ReplayError::Config(
-                "--key-dir needs a private key; it cannot be used with --public-key".into(),
-            ))
-        }
-        _ => None,
-    };
+    let Keys {
+        key_id,
+        public_key,
+        credentials,
+        key_files,
+    } = setup_keys(cfg.key.clone(), cfg.key_dir.as_deref(), ReplayError::Config).await?;
     let mut users = BTreeMap::new();
     users.insert(key_id.expose().to_string(), public_key);
 
-    let listener = tokio::net::TcpListener::bind(cfg.addr)
-        .await
-        .map_err(|source| ReplayError::Bind {
-            addr: cfg.addr,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| ReplayError::Bind {
+    let (listener, addr) = bind(cfg.addr).await.map_err(|source| ReplayError::Bind {
         addr: cfg.addr,
         source,
     })?;
@@ -938,16 +893,7 @@ pub async fn spawn_replay(cfg: ReplayConfig) -> Result<Replay, ReplayError> {
     });
 
     let app = rest::router(shared.clone()).merge(ws::router(shared.clone()));
-    let mut stop = shutdown_rx.clone();
-    let server = tokio::spawn(async move {
-        let serve =
-            axum::serve(listener, app.into_make_service()).with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "replay server stopped");
-        }
-    });
+    let server = serve(listener, app, shutdown_rx.clone(), "replay server");
 
     let (feed_tx, feed_rx) = mpsc::channel(64);
     let reader_order = order.clone();

@@ -29,7 +29,8 @@ use crate::engine::{
     PricePath, RandomWalk,
 };
 use crate::faults::{Fault, FaultStats, Faults, Schedule, ScheduledFault};
-use crate::keys::{self, KeyError};
+use crate::http_common::{bind, serve, server_accessors, setup_keys, Keys};
+use crate::keys::KeyError;
 pub use ratelimit::{RateLimitConfig, Tier};
 
 /// REST prefix.
@@ -369,34 +370,9 @@ pub struct Sim {
     driver: Option<JoinHandle<()>>,
 }
 
-impl std::fmt::Debug for Sim {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sim")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
-    }
-}
+server_accessors!(Sim);
 
 impl Sim {
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-    /// `http://127.0.0.1:PORT/trade-api/v2`
-    pub fn rest_base(&self) -> String {
-        format!("http://{}{REST_PREFIX}", self.addr)
-    }
-    /// `ws://127.0.0.1:PORT/trade-api/ws/v2`
-    pub fn ws_url(&self) -> String {
-        format!("ws://{}{WS_PATH}", self.addr)
-    }
-    /// The API key id and private key to sign with (None when only a public key was given).
-    pub fn credentials(&self) -> Option<(ApiKeyId, PrivateKey)> {
-        self.credentials.clone()
-    }
-    /// `(env_file, pem_file)` written to `key_dir`.
-    pub fn key_files(&self) -> Option<(PathBuf, PathBuf)> {
-        self.key_files.clone()
-    }
     pub fn handle(&self) -> SimHandle {
         self.handle.clone()
     }
@@ -430,27 +406,12 @@ pub async fn spawn(cfg: SimConfig) -> Result<Sim, SimError> {
             return Err(SimError::Config(format!("speed {speed} must be positive")));
         }
     }
-    let (key_id, public_key, credentials) = match cfg.key.clone() {
-        KeySetup::Generate => {
-            let (id, key) = tokio::task::spawn_blocking(keys::generate)
-                .await
-                .map_err(|e| SimError::Config(e.to_string()))??;
-            (id.clone(), key.public_key(), Some((id, key)))
-        }
-        KeySetup::Private { key_id, key } => {
-            (key_id.clone(), key.public_key(), Some((key_id, key)))
-        }
-        KeySetup::Public { key_id, public_key } => (key_id, public_key, None),
-    };
-    let key_files = match (&cfg.key_dir, &credentials) {
-        (Some(dir), Some((id, key))) => Some(keys::write_credentials(dir, id, key)?),
-        (Some(_), None) => {
-            return Err(SimError::Config(
-                "--key-dir needs a private key; it cannot be used with --public-key".into(),
-            ))
-        }
-        _ => None,
-    };
+    let Keys {
+        key_id,
+        public_key,
+        credentials,
+        key_files,
+    } = setup_keys(cfg.key.clone(), cfg.key_dir.as_deref(), SimError::Config).await?;
 
     let start = cfg.start_ms.unwrap_or_else(wall_ms);
     let mut ecfg = cfg.engine.clone();
@@ -489,13 +450,7 @@ pub async fn spawn(cfg: SimConfig) -> Result<Sim, SimError> {
         },
     );
 
-    let listener = tokio::net::TcpListener::bind(cfg.addr)
-        .await
-        .map_err(|source| SimError::Bind {
-            addr: cfg.addr,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| SimError::Bind {
+    let (listener, addr) = bind(cfg.addr).await.map_err(|source| SimError::Bind {
         addr: cfg.addr,
         source,
     })?;
@@ -531,16 +486,7 @@ pub async fn spawn(cfg: SimConfig) -> Result<Sim, SimError> {
     let app = rest::router(shared.clone())
         .merge(ws::router(shared.clone()))
         .merge(control::router(shared.clone()));
-    let mut stop = shutdown_rx.clone();
-    let server = tokio::spawn(async move {
-        let serve =
-            axum::serve(listener, app.into_make_service()).with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "server stopped");
-        }
-    });
+    let server = serve(listener, app, shutdown_rx.clone(), "server");
     let driver = match cfg.clock {
         ClockMode::Realtime { .. } => {
             let shared = shared.clone();
