@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::HeaderMap;
-use axum::middleware::Next;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -24,7 +24,7 @@ use pipeline::secrets::{ApiKeyId, PrivateKey};
 use rsa::RsaPublicKey;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use crate::engine::naming::rfc3339;
@@ -33,10 +33,11 @@ use crate::faults::{Faults, HttpFault};
 use crate::keys::{self, KeyError};
 use crate::server::ratelimit::{classify, Limiter};
 use crate::server::rest::{
-    depth, market_key, ok, page, status_filter, ApiError, ApiResult, MarketFilter, Query,
+    depth, fallback, market_key, ok, page, status_filter, ApiError, ApiResult, MarketFilter, Query,
 };
-use crate::server::{KeySetup, WsConfig, REST_PREFIX};
+use crate::server::{KeySetup, RateLimitConfig, WsConfig, REST_PREFIX};
 use crate::wire;
+use crate::ws_common::Batch;
 
 /// The markets a server shows, read consistently (under its lock).
 pub(crate) trait MarketView {
@@ -60,20 +61,46 @@ pub(crate) trait MarketView {
     fn series(&self, name: &str) -> Option<wire::Series>;
 }
 
+/// What every server holds for its front ends.
+pub(crate) struct Front<E> {
+    /// Event batches, to the WebSocket connections.
+    pub tx: broadcast::Sender<Arc<Batch<E>>>,
+    pub limiter: Limiter,
+    pub ws: WsConfig,
+    /// Turns `true` when the server shuts down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl<E> Front<E> {
+    /// `queue_capacity`: batches a connection may fall behind (at least 1).
+    pub(crate) fn new(
+        rate_limit: RateLimitConfig,
+        ws: WsConfig,
+        queue_capacity: usize,
+        shutdown: watch::Receiver<bool>,
+    ) -> Front<E> {
+        Front {
+            tx: broadcast::channel(queue_capacity).0,
+            limiter: Limiter::new(rate_limit),
+            ws,
+            shutdown,
+        }
+    }
+}
+
 /// What the REST and WebSocket front ends need of a server.
 pub(crate) trait Server: Send + Sync + 'static {
     /// Who signed a request (a request extension on authenticated paths).
     type Caller: Clone + Send + Sync + 'static;
+    /// What the server's event batches carry to the WebSocket connections.
+    type Event: Send + Sync + 'static;
     /// `description` in `/exchange/status`.
     const DESCRIPTION: &'static str;
     /// Whether orders (and transfers) are accepted.
     const TRADING: bool;
-    fn limiter(&self) -> &Limiter;
+    fn front(&self) -> &Front<Self::Event>;
     /// Injected faults and their counters (`None`: a server without faults).
     fn faults(&self) -> Option<&Faults>;
-    fn ws_config(&self) -> &WsConfig;
-    /// Turns `true` when the server shuts down.
-    fn shutdown(&self) -> watch::Receiver<bool>;
     /// The caller and public key of a registered API key id.
     fn user(&self, key_id: &str) -> Option<(Self::Caller, RsaPublicKey)>;
     /// Runs `f` on the markets now. Returns its result and the number of the last event
@@ -128,11 +155,7 @@ fn fault_response(status: u16) -> Response {
 
 /// Counting, faults, authentication (on `/portfolio` and `/account`, the caller becomes a
 /// request extension), rate limits: in that order, before every REST handler.
-pub(crate) async fn gate<S: Server>(
-    State(s): State<Arc<S>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+async fn gate<S: Server>(State(s): State<Arc<S>>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     let fault = s.faults().and_then(|f| {
         f.count_rest_request(path.strip_prefix(REST_PREFIX).unwrap_or(&path));
@@ -162,7 +185,7 @@ pub(crate) async fn gate<S: Server>(
         }
     }
     let (bucket, cost) = classify(&method, &path);
-    if !s.limiter().try_take(&key, bucket, cost) {
+    if !s.front().limiter.try_take(&key, bucket, cost) {
         if let Some(f) = s.faults() {
             f.count_rate_limited();
         }
@@ -180,9 +203,17 @@ pub(crate) fn rest_path(path: &str) -> String {
     format!("{REST_PREFIX}{path}")
 }
 
-/// The market-data routes every server answers (the server adds its own, the gate and the
-/// fallback).
-pub(crate) fn market_routes<S: Server>() -> Router<Arc<S>> {
+/// A server's REST API: the market-data routes every server answers and its `own`, behind
+/// the [`gate`], with the fallback for unknown paths.
+pub(crate) fn rest_router<S: Server>(shared: Arc<S>, own: Router<Arc<S>>) -> Router {
+    market_routes::<S>()
+        .merge(own)
+        .layer(middleware::from_fn_with_state(shared.clone(), gate::<S>))
+        .fallback(fallback)
+        .with_state(shared)
+}
+
+fn market_routes<S: Server>() -> Router<Arc<S>> {
     let p = rest_path;
     Router::new()
         .route(&p("/exchange/status"), get(exchange_status::<S>))
@@ -402,7 +433,7 @@ async fn event_one<S: Server>(
 }
 
 async fn account_limits<S: Server>(State(s): State<Arc<S>>) -> ApiResult {
-    let c = s.limiter().config();
+    let c = s.front().limiter.config();
     ok(json!({
         "usage_tier": if c.enabled { "simulated" } else { "unlimited" },
         "read": { "refill_rate": c.read_per_s, "bucket_capacity": c.read_capacity },

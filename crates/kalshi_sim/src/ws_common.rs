@@ -27,29 +27,34 @@ use crate::server::rest::ApiError;
 use crate::server::WS_PATH;
 use crate::wire;
 
-/// What a server sends its WebSocket connections: its event batches, as messages.
+/// Events that happened together, numbered in the order they happened.
+#[derive(Debug)]
+pub(crate) struct Batch<E> {
+    pub no: u64,
+    pub events: Vec<E>,
+}
+
+/// The batches of a server's events.
+pub(crate) type Batches<S> = Batch<<S as Server>::Event>;
+
+/// What a server sends a WebSocket connection for its events: the connection's own state
+/// and the messages of each channel.
 pub(crate) trait Feed: Sized + Send + 'static {
     type Server: Server;
-    /// Events that happened together, numbered in order.
-    type Batch: Send + Sync + 'static;
     /// Logged when a connection falls behind the queue.
     const SLOW_CONSUMER: &'static str;
     /// The feed of a new connection of `caller` (its upgrade is accepted).
-    fn connect(server: Arc<Self::Server>, caller: <Self::Server as Server>::Caller) -> Self;
-    fn server(&self) -> &Self::Server;
-    /// A receiver of the server's batches from now on.
-    fn batches(&self) -> broadcast::Receiver<Arc<Self::Batch>>;
-    fn batch_no(batch: &Self::Batch) -> u64;
+    fn connect(server: &Self::Server, caller: <Self::Server as Server>::Caller) -> Self;
     /// Sends an `orderbook_snapshot` on `sid` (see [`Conn::sequenced_with`]).
     fn snapshot(c: &mut Conn<Self>, sid: u64, msg: &wire::WsSnapshot);
     /// `send_initial_snapshot` of the ticker channel: the current ticker of `tickers`.
     fn initial_tickers(c: &mut Conn<Self>, sid: u64, tickers: &[String]);
     /// Sends the events of a batch to the subscriptions they match.
-    fn deliver(c: &mut Conn<Self>, batch: &Self::Batch);
+    fn deliver(c: &mut Conn<Self>, batch: &Batches<Self::Server>);
     /// After every accepted `subscribe` command.
-    fn subscribed(&self) {}
+    fn subscribed(_server: &Self::Server) {}
     /// `n` messages are being handed to the socket.
-    fn sent(&self, _n: usize) {}
+    fn sent(_server: &Self::Server, _n: usize) {}
 }
 
 pub(crate) fn router<F: Feed>(server: Arc<F::Server>) -> Router {
@@ -83,8 +88,8 @@ async fn upgrade<F: Feed>(
     if let Some(f) = s.faults() {
         f.count_ws_connection();
     }
-    let feed = F::connect(s, caller);
-    ws.on_upgrade(move |socket| Conn::new(feed).run(socket))
+    let feed = F::connect(&s, caller);
+    ws.on_upgrade(move |socket| Conn::new(s, feed).run(socket))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -145,10 +150,11 @@ impl Sub {
 
 /// One WebSocket connection: its subscriptions and the messages going out next.
 pub(crate) struct Conn<F: Feed> {
+    pub server: Arc<F::Server>,
     pub feed: F,
-    events: broadcast::Receiver<Arc<F::Batch>>,
+    events: broadcast::Receiver<Arc<Batches<F::Server>>>,
     /// A batch read ahead while catching up to a snapshot, delivered next.
-    held: Option<Arc<F::Batch>>,
+    held: Option<Arc<Batches<F::Server>>>,
     pub subs: BTreeMap<u64, Sub>,
     next_sid: u64,
     pub out: Vec<Message>,
@@ -186,10 +192,11 @@ async fn changed<T>(rx: &mut Option<watch::Receiver<T>>) -> Result<(), watch::er
 }
 
 impl<F: Feed> Conn<F> {
-    fn new(feed: F) -> Conn<F> {
+    fn new(server: Arc<F::Server>, feed: F) -> Conn<F> {
         Conn {
-            events: feed.batches(),
+            events: server.front().tx.subscribe(),
             held: None,
+            server,
             feed,
             subs: BTreeMap::new(),
             next_sid: 1,
@@ -198,7 +205,7 @@ impl<F: Feed> Conn<F> {
     }
 
     fn faults(&self) -> Option<&Faults> {
-        self.feed.server().faults()
+        self.server.faults()
     }
 
     async fn run(mut self, socket: WebSocket) {
@@ -209,8 +216,8 @@ impl<F: Feed> Conn<F> {
         }
         let mut pause_rx = self.faults().map(Faults::pause_rx);
         let mut paused = pause_rx.as_mut().is_some_and(|r| *r.borrow_and_update());
-        let mut shutdown = self.feed.server().shutdown();
-        let every = self.feed.server().ws_config().ping_interval;
+        let mut shutdown = self.server.front().shutdown.clone();
+        let every = self.server.front().ws.ping_interval;
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             if let Some(b) = self.held.take() {
@@ -255,7 +262,7 @@ impl<F: Feed> Conn<F> {
                 },
                 _ = ping.tick() => self.out.push(Message::Ping(axum::body::Bytes::from_static(b"heartbeat"))),
             }
-            self.feed.sent(self.out.len());
+            F::sent(&self.server, self.out.len());
             for m in self.out.drain(..) {
                 if tx.feed(m).await.is_err() {
                     return;
@@ -313,8 +320,7 @@ impl<F: Feed> Conn<F> {
     /// Checks every ticker is a market now; reports the first that is not.
     fn check_markets(&mut self, id: u64, tickers: &[String]) -> bool {
         let missing = self
-            .feed
-            .server()
+            .server
             .read(|v| tickers.iter().find(|t| v.market(t).is_none()).cloned())
             .0;
         match missing {
@@ -428,7 +434,7 @@ impl<F: Feed> Conn<F> {
                 _ => {}
             }
         }
-        self.feed.subscribed();
+        F::subscribed(&self.server);
     }
 
     /// Sends an `orderbook_snapshot` per market, taken under the server's lock together
@@ -437,7 +443,7 @@ impl<F: Feed> Conn<F> {
         if tickers.is_empty() {
             return;
         }
-        let (books, batch_no) = self.feed.server().read(|v| {
+        let (books, batch_no) = self.server.read(|v| {
             tickers
                 .iter()
                 .filter_map(|t| {
@@ -464,7 +470,7 @@ impl<F: Feed> Conn<F> {
     /// Delivers every batch numbered up to `upto` that is already queued.
     fn catch_up(&mut self, upto: u64) {
         if let Some(b) = self.held.take() {
-            if F::batch_no(&b) > upto {
+            if b.no > upto {
                 self.held = Some(b);
                 return;
             }
@@ -472,7 +478,7 @@ impl<F: Feed> Conn<F> {
         }
         loop {
             match self.events.try_recv() {
-                Ok(b) if F::batch_no(&b) <= upto => F::deliver(self, &b),
+                Ok(b) if b.no <= upto => F::deliver(self, &b),
                 Ok(b) => {
                     self.held = Some(b);
                     return;

@@ -55,18 +55,17 @@ use std::time::{Duration, Instant};
 use pipeline::money::Money;
 use pipeline::secrets::{ApiKeyId, PrivateKey};
 use rsa::RsaPublicKey;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::engine::naming::uuid_like;
 use crate::engine::{Levels, LifecycleKind, MarketInfo};
-use crate::http_common::{bind, serve, server_accessors, setup_keys, Keys};
+use crate::http_common::{bind, serve, server_accessors, setup_keys, Front, Keys};
 use crate::keys::KeyError;
-use crate::server::ratelimit::Limiter;
 use crate::server::{KeySetup, RateLimitConfig, Tier, WsConfig};
 pub use markets::{read_markets_file, MarketMeta, MarketsFile, MarketsFileError};
 pub use state::Tally;
-use state::{Batch, Issues, Item, LifeItem, MarketState, State, Timing};
+use state::{Batch, Event, Issues, Item, LifeItem, MarketState, State, Timing};
 
 /// How fast recorded time runs.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -243,12 +242,9 @@ impl ReplayReport {
 
 pub(crate) struct Shared {
     state: Mutex<State>,
-    pub tx: broadcast::Sender<Arc<Batch>>,
+    pub front: Front<Event>,
     pub users: BTreeMap<String, RsaPublicKey>,
-    pub limiter: Limiter,
-    pub ws: WsConfig,
     pub timing: Timing,
-    pub shutdown: watch::Receiver<bool>,
     pub start_mode: StartMode,
     start_tx: watch::Sender<bool>,
     pub ws_messages: AtomicU64,
@@ -639,11 +635,11 @@ impl Driver {
             // Flow control: keep the slowest client within a few batches (bounded memory,
             // and the replay's pace is what clients actually receive).
             let ahead = (self.queue_capacity / 2).min(MAX_AHEAD);
-            if self.shared.tx.len() <= ahead {
+            if self.shared.front.tx.len() <= ahead {
                 self.stalled = false;
             }
             let t0 = Instant::now();
-            while !self.stalled && self.shared.tx.len() > ahead {
+            while !self.stalled && self.shared.front.tx.len() > ahead {
                 if t0.elapsed() >= MAX_STALL {
                     // A client stopped reading: stop waiting for it until it catches up (it
                     // overflows with error 25 if it never does).
@@ -671,7 +667,7 @@ impl Driver {
                 events,
             });
             // No receivers is fine.
-            let _ = self.shared.tx.send(batch);
+            let _ = self.shared.front.tx.send(batch);
         }
     }
 
@@ -871,7 +867,6 @@ pub async fn spawn_replay(cfg: ReplayConfig) -> Result<Replay, ReplayError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (start_tx, _) = watch::channel(cfg.start == StartMode::Immediately);
     let queue_capacity = cfg.ws.queue_capacity.max(2);
-    let (tx, _) = broadcast::channel(queue_capacity);
     let shared = Arc::new(Shared {
         state: Mutex::new(State::new(
             start_ms,
@@ -880,12 +875,14 @@ pub async fn spawn_replay(cfg: ReplayConfig) -> Result<Replay, ReplayError> {
             cfg.captures.clone(),
             issues,
         )),
-        tx,
+        front: Front::new(
+            cfg.rate_limit.clone(),
+            cfg.ws.clone(),
+            queue_capacity,
+            shutdown_rx.clone(),
+        ),
         users,
-        limiter: Limiter::new(cfg.rate_limit.clone()),
-        ws: cfg.ws.clone(),
         timing,
-        shutdown: shutdown_rx.clone(),
         start_mode: cfg.start,
         start_tx,
         ws_messages: AtomicU64::new(0),

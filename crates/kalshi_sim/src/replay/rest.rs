@@ -9,43 +9,32 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::middleware;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use pipeline::money::{Count, Money};
 use rsa::RsaPublicKey;
 use serde_json::json;
-use tokio::sync::watch;
 
 use super::state::{MarketState, State as ReplayState};
 use super::Shared;
 use crate::engine::{EngineConfig, Levels, MarketInfo};
 use crate::faults::Faults;
-use crate::http_common::{gate, market_routes, rest_path, MarketView, Server};
-use crate::server::ratelimit::Limiter;
-use crate::server::rest::{fallback, ok, ApiError, ApiResult};
-use crate::server::WsConfig;
+use crate::http_common::{rest_path, rest_router, Front, MarketView, Server};
+use crate::server::rest::{ok, ApiError, ApiResult};
 use crate::wire;
 
 impl Server for Shared {
+    type Event = super::state::Event;
     type Caller = ();
     const DESCRIPTION: &'static str = "kalshi_sim replay";
     const TRADING: bool = false;
 
-    fn limiter(&self) -> &Limiter {
-        &self.limiter
+    fn front(&self) -> &Front<Self::Event> {
+        &self.front
     }
 
     fn faults(&self) -> Option<&Faults> {
         None
-    }
-
-    fn ws_config(&self) -> &WsConfig {
-        &self.ws
-    }
-
-    fn shutdown(&self) -> watch::Receiver<bool> {
-        self.shutdown.clone()
     }
 
     fn user(&self, key_id: &str) -> Option<((), RsaPublicKey)> {
@@ -120,7 +109,7 @@ fn series_json(st: &ReplayState, series: &str) -> Option<wire::Series> {
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let p = rest_path;
-    market_routes::<Shared>()
+    let own = Router::new()
         .route(&p("/portfolio/balance"), get(balance))
         .route(&p("/portfolio/positions"), get(positions))
         .route(&p("/portfolio/orders"), get(orders))
@@ -138,13 +127,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(
             &p("/portfolio/orders/{id}"),
             get(order_not_found).delete(refuse_orders),
-        )
-        .layer(middleware::from_fn_with_state(
-            shared.clone(),
-            gate::<Shared>,
-        ))
-        .fallback(fallback)
-        .with_state(shared)
+        );
+    rest_router(shared, own)
 }
 
 async fn balance(State(s): State<Arc<Shared>>) -> ApiResult {

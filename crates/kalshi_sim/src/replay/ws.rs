@@ -20,7 +20,6 @@ use axum::extract::ws::Message;
 use axum::Router;
 use pipeline::money::Price;
 use serde_json::Value;
-use tokio::sync::broadcast;
 
 use super::state::{Batch, Event};
 use super::{Shared, StartMode};
@@ -32,10 +31,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     ws_common::router::<Replayed>(shared)
 }
 
-/// One connection's view of the replay: recorded msgs passed through.
-pub(crate) struct Replayed {
-    shared: Arc<Shared>,
-}
+/// A replay connection: recorded msgs passed through, nothing of its own.
+pub(crate) struct Replayed;
 
 /// A recorded NO delta shown on the YES scale: `price_dollars` becomes `1 − p`.
 fn yes_scale_delta(raw: &str, price: Price) -> String {
@@ -72,23 +69,10 @@ fn raw_data(c: &mut Conn<Replayed>, sid: u64, kind: &str, msg: &str) {
 
 impl Feed for Replayed {
     type Server = Shared;
-    type Batch = Batch;
     const SLOW_CONSUMER: &'static str = "slow websocket consumer of the replay";
 
-    fn connect(shared: Arc<Shared>, _caller: ()) -> Replayed {
-        Replayed { shared }
-    }
-
-    fn server(&self) -> &Shared {
-        &self.shared
-    }
-
-    fn batches(&self) -> broadcast::Receiver<Arc<Batch>> {
-        self.shared.tx.subscribe()
-    }
-
-    fn batch_no(batch: &Batch) -> u64 {
-        batch.no
+    fn connect(_shared: &Shared, _caller: ()) -> Replayed {
+        Replayed
     }
 
     fn snapshot(c: &mut Conn<Replayed>, sid: u64, msg: &wire::WsSnapshot) {
@@ -98,7 +82,7 @@ impl Feed for Replayed {
 
     fn initial_tickers(c: &mut Conn<Replayed>, sid: u64, tickers: &[String]) {
         let raws: Vec<Box<str>> = {
-            let st = c.feed.shared.lock();
+            let st = c.server.lock();
             tickers
                 .iter()
                 .filter_map(|t| st.listed(t).and_then(|m| m.last_ticker.clone()))
@@ -109,24 +93,22 @@ impl Feed for Replayed {
         }
     }
 
-    fn subscribed(&self) {
-        if self.shared.start_mode == StartMode::OnSubscribe {
-            self.shared.start();
+    fn subscribed(shared: &Shared) {
+        if shared.start_mode == StartMode::OnSubscribe {
+            shared.start();
         }
     }
 
-    fn sent(&self, n: usize) {
+    fn sent(shared: &Shared, n: usize) {
         // Counted as they are handed to the socket (a client never saw more).
-        self.shared
-            .ws_messages
-            .fetch_add(n as u64, Ordering::Relaxed);
+        shared.ws_messages.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     fn deliver(c: &mut Conn<Replayed>, batch: &Batch) {
         if c.subs.is_empty() {
             return;
         }
-        let det = c.feed.shared.timing.determination_delay_ms;
+        let det = c.server.timing.determination_delay_ms;
         for ev in &batch.events {
             match ev {
                 Event::Snapshot {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use pipeline::money::Money;
 use pipeline::secrets::{ApiKeyId, PrivateKey};
 use rsa::RsaPublicKey;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::engine::{
@@ -29,7 +29,7 @@ use crate::engine::{
     PricePath, RandomWalk,
 };
 use crate::faults::{Fault, FaultStats, Faults, Schedule, ScheduledFault};
-use crate::http_common::{bind, serve, server_accessors, setup_keys, Keys};
+use crate::http_common::{bind, serve, server_accessors, setup_keys, Front, Keys};
 use crate::keys::KeyError;
 pub use ratelimit::{RateLimitConfig, Tier};
 
@@ -195,11 +195,7 @@ impl Clock {
 }
 
 /// A batch of engine events, numbered in the order they happened.
-#[derive(Debug)]
-pub(crate) struct Batch {
-    pub no: u64,
-    pub events: Vec<Event>,
-}
+pub(crate) type Batch = crate::ws_common::Batch<Event>;
 
 pub(crate) struct User {
     pub account: AccountId,
@@ -215,15 +211,12 @@ pub(crate) struct Core {
 
 pub(crate) struct Shared {
     core: Mutex<Core>,
-    pub tx: broadcast::Sender<Arc<Batch>>,
+    pub front: Front<Event>,
     pub clock: Clock,
     pub faults: Faults,
-    pub limiter: ratelimit::Limiter,
-    pub ws: WsConfig,
     pub historical_age_ms: i64,
     pub seed: u64,
     pub determination_delay_ms: i64,
-    pub shutdown: watch::Receiver<bool>,
 }
 
 impl Shared {
@@ -251,7 +244,7 @@ impl Shared {
                 events,
             });
             // No receivers is fine.
-            let _ = self.tx.send(batch);
+            let _ = self.front.tx.send(batch);
         }
         (r, core.batch_no)
     }
@@ -464,7 +457,6 @@ pub async fn spawn(cfg: SimConfig) -> Result<Sim, SimError> {
         },
         ClockMode::Manual => Clock::Manual(AtomicI64::new(start)),
     };
-    let (tx, _) = broadcast::channel(cfg.ws.queue_capacity.max(1));
     let shared = Arc::new(Shared {
         core: Mutex::new(Core {
             engine,
@@ -472,15 +464,17 @@ pub async fn spawn(cfg: SimConfig) -> Result<Sim, SimError> {
             users,
             schedule: Schedule::new(cfg.fault_schedule.clone(), start),
         }),
-        tx,
+        front: Front::new(
+            cfg.rate_limit.clone(),
+            cfg.ws.clone(),
+            cfg.ws.queue_capacity.max(1),
+            shutdown_rx.clone(),
+        ),
         clock,
         faults: Faults::new(cfg.fault_seed),
-        limiter: ratelimit::Limiter::new(cfg.rate_limit.clone()),
-        ws: cfg.ws.clone(),
         historical_age_ms: cfg.historical_age_ms,
         seed: cfg.engine.seed,
         determination_delay_ms: cfg.engine.determination_delay_ms,
-        shutdown: shutdown_rx.clone(),
     });
 
     let app = rest::router(shared.clone())

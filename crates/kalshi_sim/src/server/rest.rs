@@ -7,7 +7,6 @@ use std::sync::Arc;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
-use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
@@ -17,15 +16,14 @@ use pipeline::auth::HEADER_KEY;
 use pipeline::money::{Count, Money, Price};
 use rsa::RsaPublicKey;
 use serde_json::{json, Value};
-use tokio::sync::watch;
 
-use super::ratelimit::{Bucket, Limiter};
-use super::{Core, Shared, WsConfig};
+use super::ratelimit::Bucket;
+use super::{Core, Shared};
 use crate::engine::naming::rfc3339;
 use crate::engine::{AccountId, Levels, MarketInfo, MarketStatus, OrderError, OrderStatus};
 use crate::faults::{Faults, LoseMode};
 use crate::http_common::{
-    gate, list_markets, market_routes, one_market, rest_path, MarketView, Server,
+    list_markets, one_market, rest_path, rest_router, Front, MarketView, Server,
 };
 use crate::wire::{self, BadRequest, ErrorBody};
 
@@ -215,7 +213,7 @@ pub(crate) struct Caller {
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     let p = rest_path;
-    market_routes::<Shared>()
+    let own = Router::new()
         .route(&p("/markets/trades"), get(trades))
         .route(&p("/historical/cutoff"), get(historical_cutoff))
         .route(&p("/historical/markets"), get(historical_markets))
@@ -241,13 +239,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             &p("/portfolio/events/orders/batched"),
             post(batch_create).delete(batch_cancel),
         )
-        .route(&p("/portfolio/events/orders/{id}"), delete(cancel_order))
-        .layer(middleware::from_fn_with_state(
-            shared.clone(),
-            gate::<Shared>,
-        ))
-        .fallback(fallback)
-        .with_state(shared)
+        .route(&p("/portfolio/events/orders/{id}"), delete(cancel_order));
+    rest_router(shared, own)
 }
 
 pub(crate) async fn fallback(method: Method, uri: axum::http::Uri) -> Response {
@@ -280,24 +273,17 @@ async fn legacy() -> ApiResult {
 // -------------------------------------------------------------------------------------
 
 impl Server for Shared {
+    type Event = crate::engine::Event;
     type Caller = Caller;
     const DESCRIPTION: &'static str = "kalshi_sim";
     const TRADING: bool = true;
 
-    fn limiter(&self) -> &Limiter {
-        &self.limiter
+    fn front(&self) -> &Front<Self::Event> {
+        &self.front
     }
 
     fn faults(&self) -> Option<&Faults> {
         Some(&self.faults)
-    }
-
-    fn ws_config(&self) -> &WsConfig {
-        &self.ws
-    }
-
-    fn shutdown(&self) -> watch::Receiver<bool> {
-        self.shutdown.clone()
     }
 
     fn user(&self, key_id: &str) -> Option<(Caller, RsaPublicKey)> {
@@ -840,7 +826,7 @@ fn charge_extra(s: &Shared, key: &HeaderMap, items: usize, per_item: f64) -> Res
         .get(HEADER_KEY)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("anonymous");
-    if s.limiter.try_take(who, Bucket::Write, extra) {
+    if s.front.limiter.try_take(who, Bucket::Write, extra) {
         Ok(())
     } else {
         s.faults.count_rate_limited();
@@ -849,7 +835,7 @@ fn charge_extra(s: &Shared, key: &HeaderMap, items: usize, per_item: f64) -> Res
 }
 
 fn max_batch(s: &Shared, per_item: f64) -> usize {
-    let c = s.limiter.config();
+    let c = s.front.limiter.config();
     if c.enabled {
         ((c.write_capacity / per_item) as usize).max(1)
     } else {

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use axum::Router;
 use serde::Serialize;
 use serde_json::json;
-use tokio::sync::broadcast;
 
 use super::rest::Caller;
 use super::{Batch, Shared};
@@ -20,9 +19,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     ws_common::router::<Live>(shared)
 }
 
-/// One connection's view of the simulator: the caller's own fills, orders and positions.
+/// A connection's caller: its own fills, orders and positions are sent.
 pub(crate) struct Live {
-    shared: Arc<Shared>,
     account: AccountId,
     user_id: String,
 }
@@ -36,28 +34,13 @@ fn sequenced(c: &mut Conn<Live>, sid: u64, kind: &str, msg: &impl Serialize) {
 
 impl Feed for Live {
     type Server = Shared;
-    type Batch = Batch;
     const SLOW_CONSUMER: &'static str = "slow websocket consumer";
 
-    fn connect(shared: Arc<Shared>, caller: Caller) -> Live {
-        let user_id = wire::user_id(shared.seed, caller.account);
+    fn connect(shared: &Shared, caller: Caller) -> Live {
         Live {
-            shared,
             account: caller.account,
-            user_id,
+            user_id: wire::user_id(shared.seed, caller.account),
         }
-    }
-
-    fn server(&self) -> &Shared {
-        &self.shared
-    }
-
-    fn batches(&self) -> broadcast::Receiver<Arc<Batch>> {
-        self.shared.tx.subscribe()
-    }
-
-    fn batch_no(batch: &Batch) -> u64 {
-        batch.no
     }
 
     fn snapshot(c: &mut Conn<Live>, sid: u64, msg: &wire::WsSnapshot) {
@@ -66,8 +49,7 @@ impl Feed for Live {
 
     fn initial_tickers(c: &mut Conn<Live>, sid: u64, tickers: &[String]) {
         let states = c
-            .feed
-            .shared
+            .server
             .with(|core| {
                 tickers
                     .iter()
@@ -81,7 +63,7 @@ impl Feed for Live {
     }
 
     fn deliver(c: &mut Conn<Live>, batch: &Batch) {
-        let det = c.feed.shared.determination_delay_ms();
+        let det = c.server.determination_delay_ms();
         let account = c.feed.account;
         for ev in &batch.events {
             match ev {
@@ -112,7 +94,7 @@ impl Feed for Live {
                     }
                 }
                 Event::UserOrder(o) if o.account == account => {
-                    let seed = c.feed.shared.seed;
+                    let seed = c.server.seed;
                     for sid in c.matching(Channel::UserOrders, o.ticker.as_str()) {
                         c.data(sid, "user_order", &wire::WsUserOrder::new(o, seed));
                     }
