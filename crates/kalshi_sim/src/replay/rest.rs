@@ -1,7 +1,8 @@
 //! The replay's REST API under `/trade-api/v2`: exchange status, series, events, markets
 //! and order books as the replay stands at its current time, with Kalshi's shapes (the
 //! `serve` wire types, filters and pagination), the same request signing on `/portfolio/*`,
-//! and the same rate limits. Nothing trades in a replay: the portfolio is empty and orders
+//! and the same rate limits (all in [`crate::http_common`], over the replay's `State`
+//! as a `MarketView`). Nothing trades in a replay: the portfolio is empty and orders
 //! are refused (`trading_active` is false).
 
 use std::borrow::Cow;

@@ -1,5 +1,6 @@
 //! The replay's WebSocket API at `/trade-api/ws/v2`: the same upgrade authentication,
-//! commands, ids, error codes and heartbeat as `serve` (API.md §5), fed by recorded frames.
+//! commands, ids, error codes and heartbeat as `serve` (API.md §5, all in
+//! [`crate::ws_common`]), fed by recorded frames.
 //!
 //! - `orderbook_delta`: on subscribe, an `orderbook_snapshot` per market built from the
 //!   replayed book at that moment, then the recorded deltas of those markets under this

@@ -1,5 +1,8 @@
 //! REST endpoints under `/trade-api/v2` (API.md §4), with Kalshi's error envelope, auth on
-//! `/portfolio/*`, token-bucket rate limits and injected HTTP faults.
+//! `/portfolio/*`, token-bucket rate limits and injected HTTP faults. The request helpers
+//! (errors, queries, pages, filters) are here; the gate and the market-data endpoints the
+//! replay shares are in [`crate::http_common`], over the engine's markets (`LiveView`);
+//! the historical tier, trades and the portfolio are the simulator's own.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -269,7 +272,7 @@ async fn legacy() -> ApiResult {
 }
 
 // -------------------------------------------------------------------------------------
-// Exchange, series, events, markets
+// Exchange, series, events, markets (the endpoints in `http_common`), historical tier
 // -------------------------------------------------------------------------------------
 
 impl Server for Shared {
