@@ -21,6 +21,7 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::sync::watch;
 
+use crate::engine::{LifecycleKind, MarketInfo};
 use crate::faults::{Faults, SeqFault};
 use crate::http_common::{authenticate, Server};
 use crate::server::rest::ApiError;
@@ -643,6 +644,21 @@ impl<F: Feed> Conn<F> {
             v["seq"] = json!(sub.seq);
         }
         self.respond(id, v);
+    }
+
+    /// A `market_lifecycle_v2` event to the subscriptions of its market (`det`: the
+    /// determination delay, ms).
+    pub(crate) fn lifecycle(
+        &mut self,
+        kind: LifecycleKind,
+        market: &MarketInfo,
+        ts_ms: i64,
+        det: i64,
+    ) {
+        for sid in self.matching(Channel::MarketLifecycleV2, market.ticker.as_str()) {
+            let m = wire::ws_lifecycle(kind, market, ts_ms, det);
+            self.data(sid, "market_lifecycle_v2", &m);
+        }
     }
 
     /// Subscriptions to `ch` that include `ticker`.

@@ -114,12 +114,7 @@ impl Feed for Live {
                     kind,
                     market,
                     ts_ms,
-                } => {
-                    for sid in c.matching(Channel::MarketLifecycleV2, market.ticker.as_str()) {
-                        let m = wire::ws_lifecycle(*kind, market, *ts_ms, det);
-                        c.data(sid, "market_lifecycle_v2", &m);
-                    }
-                }
+                } => c.lifecycle(*kind, market, *ts_ms, det),
                 _ => {}
             }
         }
