@@ -15,10 +15,12 @@
 pub mod engine;
 pub mod faults;
 pub mod generate;
+mod http_common;
 pub mod keys;
 pub mod replay;
 pub mod server;
 pub mod wire;
+mod ws_common;
 
 pub use faults::{Fault, FaultStats, LoseMode, ScheduledFault};
 pub use replay::{

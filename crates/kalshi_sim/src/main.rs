@@ -44,14 +44,106 @@ enum Command {
     Replay(replay_cmd::ReplayArgs),
 }
 
+/// The options `serve` and `replay` share: where to listen, the API key, rate limits,
+/// heartbeat.
 #[derive(Args, Debug)]
-struct ServeArgs {
+pub(crate) struct ServerArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8970")]
     addr: SocketAddr,
     /// Write the bound address (`127.0.0.1:PORT`) to this file once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
+    /// Where the throwaway key goes: <DIR>/kalshi_sim_key.pem (mode 600) and <DIR>/.env
+    /// (KALSHI_API_KEY_ID=…), for the pipeline's env_file/pem_file config
+    /// [default: pipeline_data/sim]. Not used with --public-key.
+    #[arg(long, conflicts_with = "public_key")]
+    key_dir: Option<PathBuf>,
+    /// Register this existing public key (PEM) instead of generating one.
+    #[arg(long, requires = "key_id")]
+    public_key: Option<PathBuf>,
+    /// API key id of --public-key.
+    #[arg(long, requires = "public_key")]
+    key_id: Option<String>,
+    /// Rate-limit tier: basic, advanced, premier, paragon, prime, or unlimited.
+    #[arg(long, default_value = "basic")]
+    tier: String,
+    /// WebSocket heartbeat ping interval, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    ping_seconds: f64,
+}
+
+impl ServerArgs {
+    /// `--key-dir`, else the default directory unless a public key is given.
+    pub(crate) fn key_dir(&self) -> Option<PathBuf> {
+        match (&self.key_dir, &self.public_key) {
+            (Some(d), _) => Some(d.clone()),
+            (None, None) => Some(PathBuf::from(DEFAULT_KEY_DIR)),
+            (None, Some(_)) => None,
+        }
+    }
+
+    /// `--public-key` with `--key-id`, if given.
+    pub(crate) fn public_key(&self) -> anyhow::Result<Option<KeySetup>> {
+        let (Some(pk), Some(id)) = (&self.public_key, &self.key_id) else {
+            return Ok(None);
+        };
+        Ok(Some(KeySetup::Public {
+            key_id: ApiKeyId::new(id.clone()),
+            public_key: kalshi_sim::keys::load_public_key(pk)?,
+        }))
+    }
+
+    pub(crate) fn rate_limit(&self) -> anyhow::Result<RateLimitConfig> {
+        Ok(if self.tier == "unlimited" {
+            RateLimitConfig::unlimited()
+        } else {
+            RateLimitConfig::tier(
+                self.tier
+                    .parse::<Tier>()
+                    .map_err(|e| anyhow::anyhow!("--tier: {e}"))?,
+            )
+        })
+    }
+
+    pub(crate) fn ping_interval(&self) -> anyhow::Result<Duration> {
+        if !self.ping_seconds.is_finite() || self.ping_seconds <= 0.0 {
+            bail!("--ping-seconds must be positive");
+        }
+        Ok(Duration::from_secs_f64(self.ping_seconds))
+    }
+
+    /// Once listening: writes the address file, then `headline` and the credential files
+    /// on stdout (informational: a closed stdout must not stop the server).
+    pub(crate) fn announce(
+        &self,
+        addr: SocketAddr,
+        headline: &str,
+        key_files: Option<(PathBuf, PathBuf)>,
+    ) -> anyhow::Result<()> {
+        if let Some(f) = &self.addr_file {
+            std::fs::write(f, format!("{addr}\n"))
+                .with_context(|| format!("writing the address to {}", f.display()))?;
+        }
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "{headline}");
+        if let Some((env, pem)) = key_files {
+            let _ = writeln!(
+                out,
+                "credentials: env_file {} pem_file {}",
+                env.display(),
+                pem.display()
+            );
+        }
+        let _ = out.flush();
+        Ok(())
+    }
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    #[command(flatten)]
+    server: ServerArgs,
     /// Series ticker of the generated markets.
     #[arg(long, default_value = "KXBTC15M")]
     series: String,
@@ -73,23 +165,9 @@ struct ServeArgs {
     /// Simulated seconds per real second.
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
-    /// Where the throwaway key goes: <DIR>/kalshi_sim_key.pem (mode 600) and <DIR>/.env
-    /// (KALSHI_API_KEY_ID=…), for the pipeline's env_file/pem_file config
-    /// [default: pipeline_data/sim]. Not used with --public-key.
-    #[arg(long, conflicts_with = "public_key")]
-    key_dir: Option<PathBuf>,
-    /// Register this existing public key (PEM) instead of generating one.
-    #[arg(long, requires = "key_id")]
-    public_key: Option<PathBuf>,
-    /// API key id of --public-key.
-    #[arg(long, requires = "public_key")]
-    key_id: Option<String>,
     /// Starting balance of the user, dollars.
     #[arg(long, default_value = "10000.00")]
     balance: String,
-    /// Rate-limit tier: basic, advanced, premier, paragon, prime, or unlimited.
-    #[arg(long, default_value = "basic")]
-    tier: String,
     /// Market maker: 0 = quotes centred on fair value; >0 shrinks them toward 50¢.
     #[arg(long, default_value_t = 0.0)]
     planted_edge: f64,
@@ -120,9 +198,6 @@ struct ServeArgs {
     /// Settled markets move to /historical/markets after this many simulated seconds.
     #[arg(long, default_value_t = 6 * 3600)]
     historical_age_seconds: i64,
-    /// WebSocket heartbeat ping interval, seconds.
-    #[arg(long, default_value_t = 10.0)]
-    ping_seconds: f64,
     /// A scheduled fault, `EVERY_SECONDS=FAULT` (simulated time); FAULT is JSON such as
     /// '{"kind":"http_status","status":503,"count":3}' or a name: drop_ws_connections,
     /// skip_seq, repeat_seq. Repeatable.
@@ -179,14 +254,10 @@ fn config(a: &ServeArgs) -> anyhow::Result<SimConfig> {
         .map(|s| (s * 1000.0).round() as i64)
         .unwrap_or(duration_ms);
     let mut cfg = SimConfig {
-        addr: a.addr,
+        addr: a.server.addr,
         clock: ClockMode::Realtime { speed: a.speed },
         warmup_markets: a.warmup_markets,
-        key_dir: match (&a.key_dir, &a.public_key) {
-            (Some(d), _) => Some(d.clone()),
-            (None, None) => Some(PathBuf::from(DEFAULT_KEY_DIR)),
-            (None, Some(_)) => None,
-        },
+        key_dir: a.server.key_dir(),
         historical_age_ms: a.historical_age_seconds * 1000,
         fault_seed: a.fault_seed,
         ..SimConfig::default()
@@ -222,15 +293,7 @@ fn config(a: &ServeArgs) -> anyhow::Result<SimConfig> {
         .map_err(|e| anyhow::anyhow!("--fee-multiplier {:?}: {e}", a.fee_multiplier))?;
     cfg.initial_balance = Money::parse_dollars(&a.balance)
         .map_err(|e| anyhow::anyhow!("--balance {:?}: {e}", a.balance))?;
-    cfg.rate_limit = if a.tier == "unlimited" {
-        RateLimitConfig::unlimited()
-    } else {
-        RateLimitConfig::tier(
-            a.tier
-                .parse::<Tier>()
-                .map_err(|e| anyhow::anyhow!("--tier: {e}"))?,
-        )
-    };
+    cfg.rate_limit = a.server.rate_limit()?;
     cfg.path = match &a.bars {
         Some(csv) => PathSpec::Bars { csv: csv.clone() },
         None => PathSpec::RandomWalk {
@@ -239,16 +302,9 @@ fn config(a: &ServeArgs) -> anyhow::Result<SimConfig> {
             step_ms: 1000.min(duration_ms.max(1)),
         },
     };
-    if !a.ping_seconds.is_finite() || a.ping_seconds <= 0.0 {
-        bail!("--ping-seconds must be positive");
-    }
-    cfg.ws.ping_interval = Duration::from_secs_f64(a.ping_seconds);
-    if let (Some(pk), Some(id)) = (&a.public_key, &a.key_id) {
-        let public_key = kalshi_sim::keys::load_public_key(pk)?;
-        cfg.key = KeySetup::Public {
-            key_id: ApiKeyId::new(id.clone()),
-            public_key,
-        };
+    cfg.ws.ping_interval = a.server.ping_interval()?;
+    if let Some(key) = a.server.public_key()? {
+        cfg.key = key;
     }
     cfg.fault_schedule = a
         .faults
@@ -267,28 +323,15 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let sim = kalshi_sim::spawn(cfg)
         .await
         .context("starting the simulator")?;
-    let addr = sim.addr();
-    if let Some(f) = &a.addr_file {
-        std::fs::write(f, format!("{addr}\n"))
-            .with_context(|| format!("writing the address to {}", f.display()))?;
-    }
-    // Informational: a closed stdout must not stop the server.
-    let mut out = std::io::stdout();
-    let _ = writeln!(
-        out,
-        "kalshi_sim listening: REST {} WebSocket {}",
-        sim.rest_base(),
-        sim.ws_url()
-    );
-    if let Some((env, pem)) = sim.key_files() {
-        let _ = writeln!(
-            out,
-            "credentials: env_file {} pem_file {}",
-            env.display(),
-            pem.display()
-        );
-    }
-    let _ = out.flush();
+    a.server.announce(
+        sim.addr(),
+        &format!(
+            "kalshi_sim listening: REST {} WebSocket {}",
+            sim.rest_base(),
+            sim.ws_url()
+        ),
+        sim.key_files(),
+    )?;
     let stop = async {
         match a.duration {
             Some(s) => tokio::time::sleep(Duration::from_secs_f64(s.max(0.0))).await,

@@ -1,14 +1,12 @@
 //! `kalshi_sim replay`: flags → `ReplayConfig`, then `kalshi_sim::spawn_replay`.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use kalshi_sim::{KeySetup, RateLimitConfig, ReplayConfig, Speed, StartMode, Tier};
-use pipeline::secrets::ApiKeyId;
+use kalshi_sim::{ReplayConfig, Speed, StartMode};
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
@@ -23,12 +21,8 @@ pub struct ReplayArgs {
     /// Recorded seconds per real second, or `max` (as fast as the clients read).
     #[arg(long, default_value = "1")]
     speed: String,
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:8970")]
-    addr: SocketAddr,
-    /// Write the bound address (`127.0.0.1:PORT`) to this file once listening.
-    #[arg(long)]
-    addr_file: Option<PathBuf>,
+    #[command(flatten)]
+    server: crate::ServerArgs,
     /// Start at the first WebSocket `subscribe` instead of at once.
     #[arg(long)]
     wait_for_subscriber: bool,
@@ -47,22 +41,6 @@ pub struct ReplayArgs {
     /// Title of markets the markets file gives none.
     #[arg(long)]
     title: Option<String>,
-    /// Where the throwaway key goes: <DIR>/kalshi_sim_key.pem and <DIR>/.env
-    /// [default: pipeline_data/sim]. Not used with --public-key.
-    #[arg(long, conflicts_with = "public_key")]
-    key_dir: Option<PathBuf>,
-    /// Register this existing public key (PEM) instead of generating one.
-    #[arg(long, requires = "key_id")]
-    public_key: Option<PathBuf>,
-    /// API key id of --public-key.
-    #[arg(long, requires = "public_key")]
-    key_id: Option<String>,
-    /// Rate-limit tier: basic, advanced, premier, paragon, prime, or unlimited.
-    #[arg(long, default_value = "basic")]
-    tier: String,
-    /// WebSocket heartbeat ping interval, seconds.
-    #[arg(long, default_value_t = 10.0)]
-    ping_seconds: f64,
     /// After the last frame, keep serving this many seconds, then exit (default: until
     /// Ctrl-C).
     #[arg(long)]
@@ -90,12 +68,8 @@ fn config(a: &ReplayArgs) -> anyhow::Result<ReplayConfig> {
         } else {
             StartMode::Immediately
         },
-        addr: a.addr,
-        key_dir: match (&a.key_dir, &a.public_key) {
-            (Some(d), _) => Some(d.clone()),
-            (None, None) => Some(PathBuf::from(crate::DEFAULT_KEY_DIR)),
-            (None, Some(_)) => None,
-        },
+        addr: a.server.addr,
+        key_dir: a.server.key_dir(),
         max_gap: if a.keep_gaps {
             None
         } else {
@@ -111,24 +85,10 @@ fn config(a: &ReplayArgs) -> anyhow::Result<ReplayConfig> {
         title: a.title.clone(),
         ..ReplayConfig::default()
     };
-    cfg.rate_limit = if a.tier == "unlimited" {
-        RateLimitConfig::unlimited()
-    } else {
-        RateLimitConfig::tier(
-            a.tier
-                .parse::<Tier>()
-                .map_err(|e| anyhow::anyhow!("--tier: {e}"))?,
-        )
-    };
-    if !a.ping_seconds.is_finite() || a.ping_seconds <= 0.0 {
-        bail!("--ping-seconds must be positive");
-    }
-    cfg.ws.ping_interval = Duration::from_secs_f64(a.ping_seconds);
-    if let (Some(pk), Some(id)) = (&a.public_key, &a.key_id) {
-        cfg.key = KeySetup::Public {
-            key_id: ApiKeyId::new(id.clone()),
-            public_key: kalshi_sim::keys::load_public_key(pk)?,
-        };
+    cfg.rate_limit = a.server.rate_limit()?;
+    cfg.ws.ping_interval = a.server.ping_interval()?;
+    if let Some(key) = a.server.public_key()? {
+        cfg.key = key;
     }
     if let Some(l) = a.linger {
         seconds_ms("linger", l)?;
@@ -141,15 +101,8 @@ pub async fn run(a: ReplayArgs) -> anyhow::Result<()> {
     let r = kalshi_sim::spawn_replay(cfg)
         .await
         .context("starting the replay")?;
-    if let Some(f) = &a.addr_file {
-        std::fs::write(f, format!("{}\n", r.addr()))
-            .with_context(|| format!("writing the address to {}", f.display()))?;
-    }
-    // Informational: a closed stdout must not stop the server.
-    let mut out = std::io::stdout();
     let p = r.progress();
-    let _ = writeln!(
-        out,
+    let headline = format!(
         "kalshi_sim replay listening: REST {} WebSocket {} ({} frames, {} .. {}{})",
         r.rest_base(),
         r.ws_url(),
@@ -162,15 +115,7 @@ pub async fn run(a: ReplayArgs) -> anyhow::Result<()> {
             ""
         }
     );
-    if let Some((env, pem)) = r.key_files() {
-        let _ = writeln!(
-            out,
-            "credentials: env_file {} pem_file {}",
-            env.display(),
-            pem.display()
-        );
-    }
-    let _ = out.flush();
+    a.server.announce(r.addr(), &headline, r.key_files())?;
     let finished = async {
         let report = r.wait_finished().await;
         let t = &report.tally;

@@ -55,17 +55,17 @@ use std::time::{Duration, Instant};
 use pipeline::money::Money;
 use pipeline::secrets::{ApiKeyId, PrivateKey};
 use rsa::RsaPublicKey;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::engine::naming::uuid_like;
 use crate::engine::{Levels, LifecycleKind, MarketInfo};
-use crate::keys::{self, KeyError};
-use crate::server::ratelimit::Limiter;
-use crate::server::{KeySetup, RateLimitConfig, Tier, WsConfig, REST_PREFIX, WS_PATH};
+use crate::http_common::{bind, serve, server_accessors, setup_keys, Front, Keys};
+use crate::keys::KeyError;
+use crate::server::{KeySetup, RateLimitConfig, Tier, WsConfig};
 pub use markets::{read_markets_file, MarketMeta, MarketsFile, MarketsFileError};
 pub use state::Tally;
-use state::{Batch, Issues, Item, LifeItem, MarketState, State, Timing};
+use state::{Batch, Event, Issues, Item, LifeItem, MarketState, State, Timing};
 
 /// How fast recorded time runs.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -242,12 +242,9 @@ impl ReplayReport {
 
 pub(crate) struct Shared {
     state: Mutex<State>,
-    pub tx: broadcast::Sender<Arc<Batch>>,
+    pub front: Front<Event>,
     pub users: BTreeMap<String, RsaPublicKey>,
-    pub limiter: Limiter,
-    pub ws: WsConfig,
     pub timing: Timing,
-    pub shutdown: watch::Receiver<bool>,
     pub start_mode: StartMode,
     start_tx: watch::Sender<bool>,
     pub ws_messages: AtomicU64,
@@ -280,34 +277,9 @@ pub struct Replay {
     driver: JoinHandle<()>,
 }
 
-impl std::fmt::Debug for Replay {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Replay")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
-    }
-}
+server_accessors!(Replay);
 
 impl Replay {
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-    /// `http://127.0.0.1:PORT/trade-api/v2`
-    pub fn rest_base(&self) -> String {
-        format!("http://{}{REST_PREFIX}", self.addr)
-    }
-    /// `ws://127.0.0.1:PORT/trade-api/ws/v2`
-    pub fn ws_url(&self) -> String {
-        format!("ws://{}{WS_PATH}", self.addr)
-    }
-    /// The API key id and private key to sign with (None when only a public key was given).
-    pub fn credentials(&self) -> Option<(ApiKeyId, PrivateKey)> {
-        self.credentials.clone()
-    }
-    /// `(env_file, pem_file)` written to `key_dir`.
-    pub fn key_files(&self) -> Option<(PathBuf, PathBuf)> {
-        self.key_files.clone()
-    }
     /// Starts sending (for [`StartMode::Manual`]; harmless otherwise).
     pub fn start(&self) {
         self.shared.start();
@@ -663,11 +635,11 @@ impl Driver {
             // Flow control: keep the slowest client within a few batches (bounded memory,
             // and the replay's pace is what clients actually receive).
             let ahead = (self.queue_capacity / 2).min(MAX_AHEAD);
-            if self.shared.tx.len() <= ahead {
+            if self.shared.front.tx.len() <= ahead {
                 self.stalled = false;
             }
             let t0 = Instant::now();
-            while !self.stalled && self.shared.tx.len() > ahead {
+            while !self.stalled && self.shared.front.tx.len() > ahead {
                 if t0.elapsed() >= MAX_STALL {
                     // A client stopped reading: stop waiting for it until it catches up (it
                     // overflows with error 25 if it never does).
@@ -695,7 +667,7 @@ impl Driver {
                 events,
             });
             // No receivers is fine.
-            let _ = self.shared.tx.send(batch);
+            let _ = self.shared.front.tx.send(batch);
         }
     }
 
@@ -878,37 +850,16 @@ pub async fn spawn_replay(cfg: ReplayConfig) -> Result<Replay, ReplayError> {
     let life = schedule(&markets, &timing, start_ms, end_ms);
     let market_names: Vec<String> = markets.keys().cloned().collect();
 
-    let (key_id, public_key, credentials) = match cfg.key.clone() {
-        KeySetup::Generate => {
-            let (id, key) = tokio::task::spawn_blocking(keys::generate)
-                .await
-                .map_err(|e| ReplayError::Config(e.to_string()))??;
-            (id.clone(), key.public_key(), Some((id, key)))
-        }
-        KeySetup::Private { key_id, key } => {
-            (key_id.clone(), key.public_key(), Some((key_id, key)))
-        }
-        KeySetup::Public { key_id, public_key } => (key_id, public_key, None),
-    };
-    let key_files = match (&cfg.key_dir, &credentials) {
-        (Some(dir), Some((id, key))) => Some(keys::write_credentials(dir, id, key)?),
-        (Some(_), None) => {
-            return Err(ReplayError::Config(
-                "--key-dir needs a private key; it cannot be used with --public-key".into(),
-            ))
-        }
-        _ => None,
-    };
+    let Keys {
+        key_id,
+        public_key,
+        credentials,
+        key_files,
+    } = setup_keys(cfg.key.clone(), cfg.key_dir.as_deref(), ReplayError::Config).await?;
     let mut users = BTreeMap::new();
     users.insert(key_id.expose().to_string(), public_key);
 
-    let listener = tokio::net::TcpListener::bind(cfg.addr)
-        .await
-        .map_err(|source| ReplayError::Bind {
-            addr: cfg.addr,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| ReplayError::Bind {
+    let (listener, addr) = bind(cfg.addr).await.map_err(|source| ReplayError::Bind {
         addr: cfg.addr,
         source,
     })?;
@@ -916,7 +867,6 @@ pub async fn spawn_replay(cfg: ReplayConfig) -> Result<Replay, ReplayError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (start_tx, _) = watch::channel(cfg.start == StartMode::Immediately);
     let queue_capacity = cfg.ws.queue_capacity.max(2);
-    let (tx, _) = broadcast::channel(queue_capacity);
     let shared = Arc::new(Shared {
         state: Mutex::new(State::new(
             start_ms,
@@ -925,12 +875,14 @@ pub async fn spawn_replay(cfg: ReplayConfig) -> Result<Replay, ReplayError> {
             cfg.captures.clone(),
             issues,
         )),
-        tx,
+        front: Front::new(
+            cfg.rate_limit.clone(),
+            cfg.ws.clone(),
+            queue_capacity,
+            shutdown_rx.clone(),
+        ),
         users,
-        limiter: Limiter::new(cfg.rate_limit.clone()),
-        ws: cfg.ws.clone(),
         timing,
-        shutdown: shutdown_rx.clone(),
         start_mode: cfg.start,
         start_tx,
         ws_messages: AtomicU64::new(0),
@@ -938,16 +890,7 @@ pub async fn spawn_replay(cfg: ReplayConfig) -> Result<Replay, ReplayError> {
     });
 
     let app = rest::router(shared.clone()).merge(ws::router(shared.clone()));
-    let mut stop = shutdown_rx.clone();
-    let server = tokio::spawn(async move {
-        let serve =
-            axum::serve(listener, app.into_make_service()).with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "replay server stopped");
-        }
-    });
+    let server = serve(listener, app, shutdown_rx.clone(), "replay server");
 
     let (feed_tx, feed_rx) = mpsc::channel(64);
     let reader_order = order.clone();

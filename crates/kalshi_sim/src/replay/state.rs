@@ -207,11 +207,7 @@ pub(crate) enum Event {
 }
 
 /// Events applied together, numbered in order.
-#[derive(Debug)]
-pub(crate) struct Batch {
-    pub no: u64,
-    pub events: Vec<Event>,
-}
+pub(crate) type Batch = crate::ws_common::Batch<Event>;
 
 /// A frame to apply, with where it came from.
 #[derive(Debug)]

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use pipeline::money::Money;
 use pipeline::secrets::{ApiKeyId, PrivateKey};
 use rsa::RsaPublicKey;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::engine::{
@@ -29,7 +29,8 @@ use crate::engine::{
     PricePath, RandomWalk,
 };
 use crate::faults::{Fault, FaultStats, Faults, Schedule, ScheduledFault};
-use crate::keys::{self, KeyError};
+use crate::http_common::{bind, serve, server_accessors, setup_keys, Front, Keys};
+use crate::keys::KeyError;
 pub use ratelimit::{RateLimitConfig, Tier};
 
 /// REST prefix.
@@ -194,11 +195,7 @@ impl Clock {
 }
 
 /// A batch of engine events, numbered in the order they happened.
-#[derive(Debug)]
-pub(crate) struct Batch {
-    pub no: u64,
-    pub events: Vec<Event>,
-}
+pub(crate) type Batch = crate::ws_common::Batch<Event>;
 
 pub(crate) struct User {
     pub account: AccountId,
@@ -214,15 +211,12 @@ pub(crate) struct Core {
 
 pub(crate) struct Shared {
     core: Mutex<Core>,
-    pub tx: broadcast::Sender<Arc<Batch>>,
+    pub front: Front<Event>,
     pub clock: Clock,
     pub faults: Faults,
-    pub limiter: ratelimit::Limiter,
-    pub ws: WsConfig,
     pub historical_age_ms: i64,
     pub seed: u64,
     pub determination_delay_ms: i64,
-    pub shutdown: watch::Receiver<bool>,
 }
 
 impl Shared {
@@ -250,7 +244,7 @@ impl Shared {
                 events,
             });
             // No receivers is fine.
-            let _ = self.tx.send(batch);
+            let _ = self.front.tx.send(batch);
         }
         (r, core.batch_no)
     }
@@ -369,34 +363,9 @@ pub struct Sim {
     driver: Option<JoinHandle<()>>,
 }
 
-impl std::fmt::Debug for Sim {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sim")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
-    }
-}
+server_accessors!(Sim);
 
 impl Sim {
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-    /// `http://127.0.0.1:PORT/trade-api/v2`
-    pub fn rest_base(&self) -> String {
-        format!("http://{}{REST_PREFIX}", self.addr)
-    }
-    /// `ws://127.0.0.1:PORT/trade-api/ws/v2`
-    pub fn ws_url(&self) -> String {
-        format!("ws://{}{WS_PATH}", self.addr)
-    }
-    /// The API key id and private key to sign with (None when only a public key was given).
-    pub fn credentials(&self) -> Option<(ApiKeyId, PrivateKey)> {
-        self.credentials.clone()
-    }
-    /// `(env_file, pem_file)` written to `key_dir`.
-    pub fn key_files(&self) -> Option<(PathBuf, PathBuf)> {
-        self.key_files.clone()
-    }
     pub fn handle(&self) -> SimHandle {
         self.handle.clone()
     }
@@ -430,27 +399,12 @@ pub async fn spawn(cfg: SimConfig) -> Result<Sim, SimError> {
             return Err(SimError::Config(format!("speed {speed} must be positive")));
         }
     }
-    let (key_id, public_key, credentials) = match cfg.key.clone() {
-        KeySetup::Generate => {
-            let (id, key) = tokio::task::spawn_blocking(keys::generate)
-                .await
-                .map_err(|e| SimError::Config(e.to_string()))??;
-            (id.clone(), key.public_key(), Some((id, key)))
-        }
-        KeySetup::Private { key_id, key } => {
-            (key_id.clone(), key.public_key(), Some((key_id, key)))
-        }
-        KeySetup::Public { key_id, public_key } => (key_id, public_key, None),
-    };
-    let key_files = match (&cfg.key_dir, &credentials) {
-        (Some(dir), Some((id, key))) => Some(keys::write_credentials(dir, id, key)?),
-        (Some(_), None) => {
-            return Err(SimError::Config(
-                "--key-dir needs a private key; it cannot be used with --public-key".into(),
-            ))
-        }
-        _ => None,
-    };
+    let Keys {
+        key_id,
+        public_key,
+        credentials,
+        key_files,
+    } = setup_keys(cfg.key.clone(), cfg.key_dir.as_deref(), SimError::Config).await?;
 
     let start = cfg.start_ms.unwrap_or_else(wall_ms);
     let mut ecfg = cfg.engine.clone();
@@ -489,13 +443,7 @@ pub async fn spawn(cfg: SimConfig) -> Result<Sim, SimError> {
         },
     );
 
-    let listener = tokio::net::TcpListener::bind(cfg.addr)
-        .await
-        .map_err(|source| SimError::Bind {
-            addr: cfg.addr,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| SimError::Bind {
+    let (listener, addr) = bind(cfg.addr).await.map_err(|source| SimError::Bind {
         addr: cfg.addr,
         source,
     })?;
@@ -509,7 +457,6 @@ pub async fn spawn(cfg: SimConfig) -> Result<Sim, SimError> {
         },
         ClockMode::Manual => Clock::Manual(AtomicI64::new(start)),
     };
-    let (tx, _) = broadcast::channel(cfg.ws.queue_capacity.max(1));
     let shared = Arc::new(Shared {
         core: Mutex::new(Core {
             engine,
@@ -517,30 +464,23 @@ pub async fn spawn(cfg: SimConfig) -> Result<Sim, SimError> {
             users,
             schedule: Schedule::new(cfg.fault_schedule.clone(), start),
         }),
-        tx,
+        front: Front::new(
+            cfg.rate_limit.clone(),
+            cfg.ws.clone(),
+            cfg.ws.queue_capacity.max(1),
+            shutdown_rx.clone(),
+        ),
         clock,
         faults: Faults::new(cfg.fault_seed),
-        limiter: ratelimit::Limiter::new(cfg.rate_limit.clone()),
-        ws: cfg.ws.clone(),
         historical_age_ms: cfg.historical_age_ms,
         seed: cfg.engine.seed,
         determination_delay_ms: cfg.engine.determination_delay_ms,
-        shutdown: shutdown_rx.clone(),
     });
 
     let app = rest::router(shared.clone())
         .merge(ws::router(shared.clone()))
         .merge(control::router(shared.clone()));
-    let mut stop = shutdown_rx.clone();
-    let server = tokio::spawn(async move {
-        let serve =
-            axum::serve(listener, app.into_make_service()).with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "server stopped");
-        }
-    });
+    let server = serve(listener, app, shutdown_rx.clone(), "server");
     let driver = match cfg.clock {
         ClockMode::Realtime { .. } => {
             let shared = shared.clone();

@@ -1,26 +1,33 @@
 //! REST endpoints under `/trade-api/v2` (API.md §4), with Kalshi's error envelope, auth on
-//! `/portfolio/*`, token-bucket rate limits and injected HTTP faults.
+//! `/portfolio/*`, token-bucket rate limits and injected HTTP faults. The request helpers
+//! (errors, queries, pages, filters) are here; the gate and the market-data endpoints the
+//! replay shares are in [`crate::http_common`], over the engine's markets (`LiveView`);
+//! the historical tier, trades and the portfolio are the simulator's own.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use pipeline::auth::{verify, HEADER_KEY, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use pipeline::auth::HEADER_KEY;
 use pipeline::money::{Count, Money, Price};
+use rsa::RsaPublicKey;
 use serde_json::{json, Value};
 
-use super::ratelimit::{classify, Bucket};
-use super::{Core, Shared, REST_PREFIX};
+use super::ratelimit::Bucket;
+use super::{Core, Shared};
 use crate::engine::naming::rfc3339;
-use crate::engine::{AccountId, MarketInfo, MarketStatus, OrderError, OrderStatus};
-use crate::faults::{HttpFault, LoseMode};
+use crate::engine::{AccountId, Levels, MarketInfo, MarketStatus, OrderError, OrderStatus};
+use crate::faults::{Faults, LoseMode};
+use crate::http_common::{
+    list_markets, one_market, rest_path, rest_router, Front, MarketView, Server,
+};
 use crate::wire::{self, BadRequest, ErrorBody};
 
 /// An error answer: Kalshi's envelope, or the bare 429 body.
@@ -207,120 +214,16 @@ pub(crate) struct Caller {
     pub account: AccountId,
 }
 
-/// Checks Kalshi's three headers against the registered keys.
-pub(crate) fn authenticate(
-    shared: &Shared,
-    method: &str,
-    path: &str,
-    headers: &HeaderMap,
-) -> Result<Caller, ApiError> {
-    let h = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let fail = |d: &str| {
-        shared.faults.count_auth_failure();
-        tracing::info!(method, path, reason = d, "authentication failed");
-        ApiError::auth(d)
-    };
-    let (Some(key), Some(ts), Some(sig)) =
-        (h(HEADER_KEY), h(HEADER_TIMESTAMP), h(HEADER_SIGNATURE))
-    else {
-        return Err(fail("MISSING_AUTHENTICATION_HEADERS"));
-    };
-    let user = shared
-        .with(|core| {
-            core.users
-                .get(&key)
-                .map(|u| (u.account, u.public_key.clone()))
-        })
-        .0;
-    let Some((account, pk)) = user else {
-        return Err(fail("API_KEY_NOT_FOUND"));
-    };
-    verify(&pk, &ts, method, path, &sig).map_err(|_| fail("INCORRECT_API_KEY_SIGNATURE"))?;
-    Ok(Caller { account })
-}
-
-fn fault_response(status: u16) -> Response {
-    if status == 429 {
-        return ApiError::RateLimited.into_response();
-    }
-    let code = match status {
-        500 => "internal_server_error",
-        502 => "bad_gateway",
-        503 => "service_unavailable",
-        504 => "gateway_timeout",
-        _ => "injected_fault",
-    };
-    ApiError::new(status, code, "injected fault", "kalshi_sim fault injection").into_response()
-}
-
-/// Counting, faults, authentication, rate limits: in that order, before every REST handler.
-async fn gate(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
-    shared
-        .faults
-        .count_rest_request(path.strip_prefix(REST_PREFIX).unwrap_or(&path));
-    match shared.faults.http() {
-        Some(HttpFault::Status(s)) => return fault_response(s),
-        Some(HttpFault::Delay(ms)) => {
-            tokio::time::sleep(std::time::Duration::from_millis(ms)).await
-        }
-        None => {}
-    }
-    let method = req.method().clone();
-    let key = req
-        .headers()
-        .get(HEADER_KEY)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("anonymous")
-        .to_string();
-    let private = ["/portfolio", "/account"]
-        .iter()
-        .any(|p| path.starts_with(&format!("{REST_PREFIX}{p}")));
-    if private {
-        match authenticate(&shared, method.as_str(), &path, req.headers()) {
-            Ok(c) => {
-                req.extensions_mut().insert(c);
-            }
-            Err(e) => return e.into_response(),
-        }
-    }
-    let (bucket, cost) = classify(&method, &path);
-    if !shared.limiter.try_take(&key, bucket, cost) {
-        shared.faults.count_rate_limited();
-        return ApiError::RateLimited.into_response();
-    }
-    next.run(req).await
-}
-
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    let p = |s: &str| format!("{REST_PREFIX}{s}");
-    Router::new()
-        .route(&p("/exchange/status"), get(exchange_status))
-        .route(
-            &p("/exchange/user_data_timestamp"),
-            get(user_data_timestamp),
-        )
-        .route(&p("/series"), get(series_list))
-        .route(&p("/series/{series}"), get(series_one))
-        .route(&p("/events"), get(events))
-        .route(&p("/events/{event}"), get(event_one))
-        .route(&p("/markets"), get(markets))
+    let p = rest_path;
+    let own = Router::new()
         .route(&p("/markets/trades"), get(trades))
-        .route(&p("/markets/orderbooks"), get(orderbooks))
-        .route(&p("/markets/{ticker}"), get(market_one))
-        .route(&p("/markets/{ticker}/orderbook"), get(orderbook))
         .route(&p("/historical/cutoff"), get(historical_cutoff))
         .route(&p("/historical/markets"), get(historical_markets))
         .route(
             &p("/historical/markets/{ticker}"),
             get(historical_market_one),
         )
-        .route(&p("/account/limits"), get(account_limits))
         .route(&p("/portfolio/balance"), get(balance))
         .route(&p("/portfolio/positions"), get(positions))
         .route(
@@ -339,10 +242,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             &p("/portfolio/events/orders/batched"),
             post(batch_create).delete(batch_cancel),
         )
-        .route(&p("/portfolio/events/orders/{id}"), delete(cancel_order))
-        .layer(middleware::from_fn_with_state(shared.clone(), gate))
-        .fallback(fallback)
-        .with_state(shared)
+        .route(&p("/portfolio/events/orders/{id}"), delete(cancel_order));
+    rest_router(shared, own)
 }
 
 pub(crate) async fn fallback(method: Method, uri: axum::http::Uri) -> Response {
@@ -371,25 +272,71 @@ async fn legacy() -> ApiResult {
 }
 
 // -------------------------------------------------------------------------------------
-// Exchange, series, events, markets
+// Exchange, series, events, markets (the endpoints in `http_common`), historical tier
 // -------------------------------------------------------------------------------------
 
-async fn exchange_status() -> ApiResult {
-    ok(json!({
-        "exchange_active": true,
-        "trading_active": true,
-        "exchange_estimated_resume_time": null,
-        "intra_exchange_transfers_active": true,
-        "exchange_index_statuses": [{
-            "exchange_index": 0, "description": "kalshi_sim",
-            "exchange_active": true, "trading_active": true
-        }]
-    }))
+impl Server for Shared {
+    type Event = crate::engine::Event;
+    type Caller = Caller;
+    const DESCRIPTION: &'static str = "kalshi_sim";
+    const TRADING: bool = true;
+
+    fn front(&self) -> &Front<Self::Event> {
+        &self.front
+    }
+
+    fn faults(&self) -> Option<&Faults> {
+        Some(&self.faults)
+    }
+
+    fn user(&self, key_id: &str) -> Option<(Caller, RsaPublicKey)> {
+        self.with(|core| {
+            core.users
+                .get(key_id)
+                .map(|u| (Caller { account: u.account }, u.public_key.clone()))
+        })
+        .0
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&dyn MarketView) -> R) -> (R, u64) {
+        self.with(|core| {
+            let cutoff = cutoff_ms(self, core.engine.now_ms());
+            f(&LiveView { core, cutoff })
+        })
+    }
 }
 
-async fn user_data_timestamp(State(s): State<Arc<Shared>>) -> ApiResult {
-    let now = s.with(|c| c.engine.now_ms()).0;
-    ok(json!({ "as_of_time": rfc3339(now) }))
+/// The engine's markets; settled before `cutoff`: historical.
+struct LiveView<'a> {
+    core: &'a Core,
+    cutoff: i64,
+}
+
+impl MarketView for LiveView<'_> {
+    fn now_ms(&self) -> i64 {
+        self.core.engine.now_ms()
+    }
+    fn markets(&self) -> Vec<Cow<'_, MarketInfo>> {
+        self.core.engine.markets().map(Cow::Borrowed).collect()
+    }
+    fn market(&self, ticker: &str) -> Option<Cow<'_, MarketInfo>> {
+        self.core.engine.market(ticker).map(Cow::Borrowed)
+    }
+    fn is_historical(&self, m: &MarketInfo) -> bool {
+        is_historical(m, self.cutoff)
+    }
+    fn wire(&self, m: &MarketInfo) -> wire::Market {
+        market_wire(self.core, m)
+    }
+    fn levels(&self, ticker: &str) -> Option<(Levels, Levels)> {
+        self.core.engine.book_levels(ticker)
+    }
+    fn series_list(&self) -> Vec<wire::Series> {
+        vec![series_json(self.core)]
+    }
+    fn series(&self, name: &str) -> Option<wire::Series> {
+        (self.core.engine.config().series.as_str() == name).then(|| series_json(self.core))
+    }
 }
 
 fn series_json(core: &Core) -> wire::Series {
@@ -400,21 +347,6 @@ fn series_json(core: &Core) -> wire::Series {
         .map(|t| t.volume)
         .sum();
     wire::Series::new(core.engine.config(), volume, core.engine.now_ms())
-}
-
-async fn series_list(State(s): State<Arc<Shared>>) -> ApiResult {
-    let series = s.with(|c| series_json(c)).0;
-    ok(json!({ "series": [series] }))
-}
-
-async fn series_one(State(s): State<Arc<Shared>>, Path(series): Path<String>) -> ApiResult {
-    let r = s
-        .with(|c| (c.engine.config().series.as_str() == series).then(|| series_json(c)))
-        .0;
-    match r {
-        Some(x) => ok(json!({ "series": x })),
-        None => Err(ApiError::not_found(format!("series {series} not found"))),
-    }
 }
 
 fn market_wire(core: &Core, m: &MarketInfo) -> wire::Market {
@@ -539,68 +471,15 @@ impl MarketFilter {
     }
 }
 
-fn list_markets(s: &Shared, raw: Option<String>, historical: bool) -> ApiResult {
-    let q = Query::parse(raw.as_deref());
-    let filter = MarketFilter::parse(&q)?;
-    let (markets, cursor) = s
-        .with(|core| {
-            let cutoff = cutoff_ms(s, core.engine.now_ms());
-            let items: Vec<(String, &MarketInfo)> = core
-                .engine
-                .markets()
-                .filter(|m| is_historical(m, cutoff) == historical && filter.matches(m))
-                .map(|m| (market_key(m), m))
-                .collect();
-            let (pg, cursor) = page(items, &q, 100, 1000)?;
-            Ok::<_, ApiError>((
-                pg.into_iter()
-                    .map(|m| market_wire(core, m))
-                    .collect::<Vec<_>>(),
-                cursor,
-            ))
-        })
-        .0?;
-    ok(json!({ "markets": markets, "cursor": cursor }))
-}
-
-async fn markets(State(s): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
-    list_markets(&s, raw, false)
-}
-
 async fn historical_markets(State(s): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
-    list_markets(&s, raw, true)
-}
-
-fn one_market(s: &Shared, ticker: &str, historical: bool) -> ApiResult {
-    let r = s
-        .with(|core| {
-            let cutoff = cutoff_ms(s, core.engine.now_ms());
-            core.engine
-                .market(ticker)
-                .filter(|m| is_historical(m, cutoff) == historical)
-                .map(|m| market_wire(core, m))
-        })
-        .0;
-    match r {
-        Some(m) => ok(json!({ "market": m })),
-        None => Err(ApiError::new(
-            404,
-            "market_not_found",
-            "market not found",
-            ticker.to_string(),
-        )),
-    }
-}
-
-async fn market_one(State(s): State<Arc<Shared>>, Path(ticker): Path<String>) -> ApiResult {
-    one_market(&s, &ticker, false)
+    list_markets(&*s, raw, true)
 }
 
 async fn historical_market_one(
     State(s): State<Arc<Shared>>,
     Path(ticker): Path<String>,
 ) -> ApiResult {
-    one_market(&s, &ticker, true)
+    one_market(&*s, &ticker, true)
 }
 
 async fn historical_cutoff(State(s): State<Arc<Shared>>) -> ApiResult {
@@ -621,14 +500,6 @@ async fn historical_cutoff(State(s): State<Arc<Shared>>) -> ApiResult {
     }))
 }
 
-fn book_json(core: &Core, ticker: &str, depth: usize) -> Option<wire::OrderbookFp> {
-    let (yes, no) = core.engine.book_levels(ticker)?;
-    Some(wire::OrderbookFp {
-        yes_dollars: wire::levels(&wire::top(yes, depth)),
-        no_dollars: wire::levels(&wire::top(no, depth)),
-    })
-}
-
 pub(crate) fn depth(q: &Query) -> Result<usize, ApiError> {
     match q.int("depth")? {
         None => Ok(0),
@@ -637,57 +508,6 @@ pub(crate) fn depth(q: &Query) -> Result<usize, ApiError> {
             "depth: {d} must be between 0 and 100"
         ))),
     }
-}
-
-async fn orderbook(
-    State(s): State<Arc<Shared>>,
-    Path(ticker): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult {
-    let q = Query::parse(raw.as_deref());
-    let d = depth(&q)?;
-    let r = s
-        .with(|core| {
-            let cutoff = cutoff_ms(&s, core.engine.now_ms());
-            core.engine
-                .market(&ticker)
-                .filter(|m| !is_historical(m, cutoff))
-                .and_then(|_| book_json(core, &ticker, d))
-        })
-        .0;
-    match r {
-        Some(b) => ok(json!({ "orderbook_fp": b })),
-        None => Err(ApiError::new(
-            404,
-            "market_not_found",
-            "market not found",
-            ticker,
-        )),
-    }
-}
-
-async fn orderbooks(State(s): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
-    let q = Query::parse(raw.as_deref());
-    let tickers = q.list("tickers");
-    if tickers.is_empty() || tickers.len() > 100 {
-        return Err(ApiError::bad("tickers: give 1 to 100 market tickers"));
-    }
-    let d = depth(&q)?;
-    let books = s
-        .with(|core| {
-            tickers
-                .iter()
-                .map(|t| {
-                    book_json(core, t, d)
-                        .map(|b| json!({ "ticker": t, "orderbook_fp": b }))
-                        .ok_or_else(|| {
-                            ApiError::new(404, "market_not_found", "market not found", t.clone())
-                        })
-                })
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .0?;
-    ok(json!({ "orderbooks": books }))
 }
 
 async fn trades(State(s): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
@@ -709,83 +529,6 @@ async fn trades(State(s): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiRes
         })
         .0?;
     ok(json!({ "trades": trades, "cursor": cursor }))
-}
-
-async fn events(State(s): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> ApiResult {
-    let q = Query::parse(raw.as_deref());
-    let status = status_filter(&q)?;
-    let nested = q.flag("with_nested_markets")?;
-    let series = q.get("series_ticker").map(str::to_string);
-    let wanted = q.list("event_ticker");
-    let min_close = q.int("min_close_ts")?;
-    let (events, cursor) = s
-        .with(|core| {
-            let now = core.engine.now_ms();
-            let mut by_event: std::collections::BTreeMap<String, Vec<&MarketInfo>> =
-                Default::default();
-            for m in core.engine.markets() {
-                by_event.entry(m.event_ticker.clone()).or_default().push(m);
-            }
-            let items: Vec<(String, wire::EventData)> = by_event
-                .into_values()
-                .filter(|ms| status.is_none_or(|f| ms.iter().any(|m| f(m.status))))
-                .filter(|ms| series.as_ref().is_none_or(|x| ms[0].series.as_str() == x))
-                .filter(|ms| wanted.is_empty() || wanted.contains(&ms[0].event_ticker))
-                .filter(|ms| {
-                    min_close.is_none_or(|t| ms.iter().any(|m| m.close_ms.div_euclid(1000) >= t))
-                })
-                .map(|ms| {
-                    let markets = nested.then(|| ms.iter().map(|m| market_wire(core, m)).collect());
-                    let updated = ms.iter().map(|m| m.updated_ms).max().unwrap_or(now);
-                    (
-                        market_key(ms[0]),
-                        wire::EventData::new(ms[0], markets, updated),
-                    )
-                })
-                .collect();
-            page(items, &q, 200, 200)
-        })
-        .0?;
-    ok(json!({ "events": events, "cursor": cursor }))
-}
-
-async fn event_one(
-    State(s): State<Arc<Shared>>,
-    Path(event): Path<String>,
-    RawQuery(raw): RawQuery,
-) -> ApiResult {
-    let q = Query::parse(raw.as_deref());
-    let nested = q.flag("with_nested_markets")?;
-    let r = s
-        .with(|core| {
-            let ms: Vec<&MarketInfo> = core
-                .engine
-                .markets()
-                .filter(|m| m.event_ticker == event)
-                .collect();
-            if ms.is_empty() {
-                return None;
-            }
-            let markets: Vec<wire::Market> = ms.iter().map(|m| market_wire(core, m)).collect();
-            let updated = ms.iter().map(|m| m.updated_ms).max().unwrap_or(0);
-            let ev = wire::EventData::new(ms[0], nested.then(|| markets.clone()), updated);
-            Some(json!({ "event": ev, "markets": markets }))
-        })
-        .0;
-    match r {
-        Some(v) => ok(v),
-        None => Err(ApiError::not_found(format!("event {event} not found"))),
-    }
-}
-
-async fn account_limits(State(s): State<Arc<Shared>>) -> ApiResult {
-    let c = s.limiter.config();
-    ok(json!({
-        "usage_tier": if c.enabled { "simulated" } else { "unlimited" },
-        "read": { "refill_rate": c.read_per_s, "bucket_capacity": c.read_capacity },
-        "write": { "refill_rate": c.write_per_s, "bucket_capacity": c.write_capacity },
-        "grants": [],
-    }))
 }
 
 // -------------------------------------------------------------------------------------
@@ -1086,7 +829,7 @@ fn charge_extra(s: &Shared, key: &HeaderMap, items: usize, per_item: f64) -> Res
         .get(HEADER_KEY)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("anonymous");
-    if s.limiter.try_take(who, Bucket::Write, extra) {
+    if s.front.limiter.try_take(who, Bucket::Write, extra) {
         Ok(())
     } else {
         s.faults.count_rate_limited();
@@ -1095,7 +838,7 @@ fn charge_extra(s: &Shared, key: &HeaderMap, items: usize, per_item: f64) -> Res
 }
 
 fn max_batch(s: &Shared, per_item: f64) -> usize {
-    let c = s.limiter.config();
+    let c = s.front.limiter.config();
     if c.enabled {
         ((c.write_capacity / per_item) as usize).max(1)
     } else {

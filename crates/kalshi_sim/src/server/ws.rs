@@ -1,395 +1,55 @@
 //! The WebSocket API at `/trade-api/ws/v2` (API.md §5): authenticated upgrade, commands with
 //! ids, per-sid sequence numbers on the order-book channel, snapshots consistent with the
-//! delta stream, heartbeat pings, slow consumers dropped with error 25.
+//! delta stream, heartbeat pings, slow consumers dropped with error 25 (all in
+//! [`crate::ws_common`]); here, the engine's events as messages of each channel.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::Router;
-use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
-use serde_json::{json, Value};
-use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use serde_json::json;
 
-use super::rest::{authenticate, ApiError};
-use super::{Batch, Shared, WS_PATH};
+use super::rest::Caller;
+use super::{Batch, Shared};
 use crate::engine::{AccountId, Event};
-use crate::faults::SeqFault;
 use crate::wire;
+use crate::ws_common::{self, text, Channel, Conn, Feed};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
-        .route(WS_PATH, get(upgrade))
-        .with_state(shared)
+    ws_common::router::<Live>(shared)
 }
 
-async fn upgrade(
-    State(s): State<Arc<Shared>>,
-    headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
-    // Authentication first: a bad signature is a 401 whatever else is wrong.
-    let caller = match authenticate(&s, "GET", WS_PATH, &headers) {
-        Ok(c) => c,
-        Err(e) => return e.into_response(),
-    };
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(r) => {
-            return ApiError::new(
-                400,
-                "bad_request",
-                "expected a WebSocket upgrade",
-                r.body_text(),
-            )
-            .into_response()
-        }
-    };
-    s.faults.count_ws_connection();
-    let user_id = wire::user_id(s.seed, caller.account);
-    ws.on_upgrade(move |socket| Conn::new(s, caller.account, user_id).run(socket))
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Channel {
-    OrderbookDelta,
-    Ticker,
-    Trade,
-    Fill,
-    MarketPositions,
-    UserOrders,
-    MarketLifecycleV2,
-}
-
-impl Channel {
-    fn parse(s: &str) -> Option<Channel> {
-        Some(match s {
-            "orderbook_delta" => Channel::OrderbookDelta,
-            "ticker" => Channel::Ticker,
-            "trade" => Channel::Trade,
-            "fill" => Channel::Fill,
-            "market_positions" => Channel::MarketPositions,
-            "user_orders" => Channel::UserOrders,
-            "market_lifecycle_v2" => Channel::MarketLifecycleV2,
-            _ => return None,
-        })
-    }
-    fn name(self) -> &'static str {
-        match self {
-            Channel::OrderbookDelta => "orderbook_delta",
-            Channel::Ticker => "ticker",
-            Channel::Trade => "trade",
-            Channel::Fill => "fill",
-            Channel::MarketPositions => "market_positions",
-            Channel::UserOrders => "user_orders",
-            Channel::MarketLifecycleV2 => "market_lifecycle_v2",
-        }
-    }
-}
-
-struct Sub {
-    channel: Channel,
-    /// `None` = every market.
-    markets: Option<BTreeSet<String>>,
-    use_yes_price: bool,
-    /// Last `seq` sent (order-book channel).
-    seq: u64,
-    /// Per market: the batch its snapshot reflects; later batches are applied.
-    baseline: BTreeMap<String, u64>,
-    market_ids: BTreeMap<String, String>,
-}
-
-impl Sub {
-    fn has(&self, ticker: &str) -> bool {
-        self.markets.as_ref().is_none_or(|m| m.contains(ticker))
-    }
-}
-
-struct Conn {
-    shared: Arc<Shared>,
-    events: broadcast::Receiver<Arc<Batch>>,
-    /// A batch read ahead while catching up to a snapshot, delivered next.
-    held: Option<Arc<Batch>>,
+/// A connection's caller: its own fills, orders and positions are sent.
+pub(crate) struct Live {
     account: AccountId,
     user_id: String,
-    subs: BTreeMap<u64, Sub>,
-    next_sid: u64,
-    out: Vec<Message>,
 }
 
-/// A command's error (API.md §5.7).
-struct WsError(u32, &'static str);
-
-fn text(v: &impl Serialize) -> Message {
-    Message::Text(serde_json::to_string(v).unwrap_or_default().into())
+/// A sequenced data message: `seq` + 1 (or a fault's gap or repeat).
+fn sequenced(c: &mut Conn<Live>, sid: u64, kind: &str, msg: &impl Serialize) {
+    c.sequenced_with(sid, |seq| {
+        text(&json!({ "type": kind, "sid": sid, "seq": seq, "msg": msg }))
+    });
 }
 
-fn selector(params: &Value) -> Option<Vec<String>> {
-    if let Some(arr) = params.get("market_tickers").and_then(Value::as_array) {
-        return Some(
-            arr.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect(),
-        );
-    }
-    params
-        .get("market_ticker")
-        .and_then(Value::as_str)
-        .map(|t| vec![t.to_string()])
-}
+impl Feed for Live {
+    type Server = Shared;
+    const SLOW_CONSUMER: &'static str = "slow websocket consumer";
 
-impl Conn {
-    fn new(shared: Arc<Shared>, account: AccountId, user_id: String) -> Conn {
-        Conn {
-            events: shared.tx.subscribe(),
-            held: None,
-            shared,
-            account,
-            user_id,
-            subs: BTreeMap::new(),
-            next_sid: 1,
-            out: Vec::new(),
+    fn connect(shared: &Shared, caller: Caller) -> Live {
+        Live {
+            account: caller.account,
+            user_id: wire::user_id(shared.seed, caller.account),
         }
     }
 
-    async fn run(mut self, socket: WebSocket) {
-        let (mut tx, mut rx) = socket.split();
-        let mut drop_rx = self.shared.faults.drop_rx();
-        drop_rx.borrow_and_update();
-        let mut pause_rx = self.shared.faults.pause_rx();
-        let mut paused = *pause_rx.borrow_and_update();
-        let mut shutdown = self.shared.shutdown.clone();
-        let every = self.shared.ws.ping_interval;
-        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        loop {
-            if let Some(b) = self.held.take() {
-                if !paused {
-                    self.deliver(&b);
-                } else {
-                    self.held = Some(b);
-                }
-            }
-            tokio::select! {
-                // Control first, then commands, then the event stream.
-                biased;
-                r = drop_rx.changed() => {
-                    if r.is_ok() {
-                        // Abrupt: no close frame, the TCP connection just goes away.
-                        self.shared.faults.count_ws_dropped();
-                        tracing::info!("websocket dropped by fault");
-                        return;
-                    }
-                }
-                _ = async { let _ = shutdown.wait_for(|s| *s).await; } => {
-                    let _ = tx.send(Message::Close(None)).await;
-                    break;
-                }
-                r = pause_rx.changed() => {
-                    if r.is_ok() {
-                        paused = *pause_rx.borrow_and_update();
-                    }
-                }
-                m = rx.next() => match m {
-                    Some(Ok(Message::Text(t))) => self.command(t.as_str()),
-                    Some(Ok(Message::Binary(b))) => self.command(&String::from_utf8_lossy(&b)),
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                    Some(Ok(_)) => {}
-                },
-                b = self.events.recv(), if !paused && self.held.is_none() => match b {
-                    Ok(batch) => self.deliver(&batch),
-                    Err(RecvError::Lagged(n)) => self.overflow(n),
-                    Err(RecvError::Closed) => break,
-                },
-                _ = ping.tick() => self.out.push(Message::Ping(axum::body::Bytes::from_static(b"heartbeat"))),
-            }
-            for m in self.out.drain(..) {
-                if tx.feed(m).await.is_err() {
-                    return;
-                }
-            }
-            if tx.flush().await.is_err() {
-                return;
-            }
-        }
+    fn snapshot(c: &mut Conn<Live>, sid: u64, msg: &wire::WsSnapshot) {
+        sequenced(c, sid, "orderbook_snapshot", msg);
     }
 
-    fn error(&mut self, id: u64, e: WsError, extra: Option<(&str, Value)>) {
-        let mut msg = json!({ "code": e.0, "msg": e.1 });
-        if let Some((k, v)) = extra {
-            msg[k] = v;
-        }
-        let mut env = json!({ "type": "error", "msg": msg });
-        if id > 0 {
-            env["id"] = json!(id);
-        }
-        self.out.push(text(&env));
-    }
-
-    fn respond(&mut self, id: u64, mut v: Value) {
-        if id > 0 {
-            v["id"] = json!(id);
-        }
-        self.out.push(text(&v));
-    }
-
-    fn command(&mut self, raw: &str) {
-        let v: Value = match serde_json::from_str(raw) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => return self.error(0, WsError(1, "Unable to process message"), None),
-        };
-        let id = v.get("id").and_then(Value::as_u64).unwrap_or(0);
-        let params = v.get("params").cloned();
-        match v.get("cmd").and_then(Value::as_str) {
-            Some("subscribe") => self.subscribe(id, params),
-            Some("unsubscribe") => self.unsubscribe(id, params),
-            Some("update_subscription") => self.update(id, params),
-            Some("list_subscriptions") => {
-                let list: Vec<Value> = self
-                    .subs
-                    .iter()
-                    .map(|(sid, s)| json!({ "channel": s.channel.name(), "sid": sid }))
-                    .collect();
-                self.respond(id, json!({ "type": "ok", "msg": list }));
-            }
-            Some(_) => self.error(id, WsError(5, "Unknown command"), None),
-            None => self.error(id, WsError(1, "Unable to process message"), None),
-        }
-    }
-
-    /// Checks every ticker exists; reports the first that does not.
-    fn check_markets(&mut self, id: u64, tickers: &[String]) -> bool {
-        let missing = self
-            .shared
-            .with(|core| {
-                tickers
-                    .iter()
-                    .find(|t| core.engine.market(t).is_none())
-                    .cloned()
-            })
-            .0;
-        match missing {
-            Some(t) => {
-                self.error(
-                    id,
-                    WsError(16, "Market not found"),
-                    Some(("market_ticker", json!(t))),
-                );
-                false
-            }
-            None => true,
-        }
-    }
-
-    fn subscribe(&mut self, id: u64, params: Option<Value>) {
-        let Some(params) = params.filter(Value::is_object) else {
-            return self.error(id, WsError(2, "Params required"), None);
-        };
-        let names: Vec<String> = params
-            .get("channels")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
-        if names.is_empty() {
-            return self.error(id, WsError(3, "Channels required"), None);
-        }
-        let mut channels = Vec::new();
-        for n in &names {
-            match Channel::parse(n) {
-                Some(c) => channels.push(c),
-                None => {
-                    return self.error(
-                        id,
-                        WsError(8, "Unknown channel name"),
-                        Some(("channel", json!(n))),
-                    )
-                }
-            }
-        }
-        let markets = selector(&params);
-        if channels.contains(&Channel::OrderbookDelta)
-            && markets.as_ref().is_none_or(|m| m.is_empty())
-        {
-            return self.error(id, WsError(14, "Market Ticker required"), None);
-        }
-        if let Some(m) = &markets {
-            if !self.check_markets(id, m) {
-                return;
-            }
-        }
-        let use_yes_price = params
-            .get("use_yes_price")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let initial_ticker = params
-            .get("send_initial_snapshot")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        for ch in channels {
-            // Idempotent: an existing subscription to the channel gains the new markets.
-            let existing = self
-                .subs
-                .iter()
-                .find(|(_, s)| s.channel == ch)
-                .map(|(sid, _)| *sid);
-            let (sid, added): (u64, Vec<String>) = match existing {
-                Some(sid) => {
-                    let sub = self.subs.get_mut(&sid).expect("sub");
-                    let mut added = Vec::new();
-                    if let (Some(have), Some(want)) = (sub.markets.as_mut(), markets.as_ref()) {
-                        for t in want {
-                            if have.insert(t.clone()) {
-                                added.push(t.clone());
-                            }
-                        }
-                    } else if markets.is_none() {
-                        sub.markets = None;
-                    }
-                    (sid, added)
-                }
-                None => {
-                    let sid = self.next_sid;
-                    self.next_sid += 1;
-                    self.subs.insert(
-                        sid,
-                        Sub {
-                            channel: ch,
-                            markets: markets.clone().map(|m| m.into_iter().collect()),
-                            use_yes_price,
-                            seq: 0,
-                            baseline: BTreeMap::new(),
-                            market_ids: BTreeMap::new(),
-                        },
-                    );
-                    (sid, markets.clone().unwrap_or_default())
-                }
-            };
-            self.respond(
-                id,
-                json!({ "type": "subscribed", "msg": { "channel": ch.name(), "sid": sid } }),
-            );
-            match ch {
-                Channel::OrderbookDelta => self.snapshots(sid, &added),
-                Channel::Ticker if initial_ticker => self.initial_tickers(sid, &added),
-                _ => {}
-            }
-        }
-    }
-
-    fn initial_tickers(&mut self, sid: u64, tickers: &[String]) {
-        let states = self
-            .shared
+    fn initial_tickers(c: &mut Conn<Live>, sid: u64, tickers: &[String]) {
+        let states = c
+            .server
             .with(|core| {
                 tickers
                     .iter()
@@ -398,314 +58,65 @@ impl Conn {
             })
             .0;
         for st in states {
-            self.data(sid, "ticker", &wire::WsTicker::new(&st));
+            c.data(sid, "ticker", &wire::WsTicker::new(&st));
         }
     }
 
-    /// Sends an `orderbook_snapshot` per market, taken under the engine lock together with
-    /// the number of the last batch it reflects.
-    fn snapshots(&mut self, sid: u64, tickers: &[String]) {
-        if tickers.is_empty() {
-            return;
-        }
-        let (books, batch_no) = self.shared.with(|core| {
-            tickers
-                .iter()
-                .filter_map(|t| {
-                    let (yes, no) = core.engine.book_levels(t)?;
-                    let id = core.engine.market(t)?.market_id.clone();
-                    Some((t.clone(), id, yes, no))
-                })
-                .collect::<Vec<_>>()
-        });
-        // Everything sent up to the snapshot goes out first, so the snapshot sits in the
-        // sequence exactly where the book it shows was.
-        self.catch_up(batch_no);
-        for (t, market_id, yes, no) in books {
-            let Some(sub) = self.subs.get_mut(&sid) else {
-                return;
-            };
-            sub.baseline.insert(t.clone(), batch_no);
-            sub.market_ids.insert(t.clone(), market_id.clone());
-            let msg = wire::WsSnapshot::new(&t, &market_id, &yes, &no, sub.use_yes_price);
-            self.sequenced(sid, "orderbook_snapshot", &msg);
-        }
-    }
-
-    /// Delivers every batch numbered up to `upto` that is already queued.
-    fn catch_up(&mut self, upto: u64) {
-        if let Some(b) = self.held.take() {
-            if b.no > upto {
-                self.held = Some(b);
-                return;
-            }
-            self.deliver(&b);
-        }
-        loop {
-            match self.events.try_recv() {
-                Ok(b) if b.no <= upto => self.deliver(&b),
-                Ok(b) => {
-                    self.held = Some(b);
-                    return;
-                }
-                Err(TryRecvError::Lagged(n)) => self.overflow(n),
-                Err(_) => return,
-            }
-        }
-    }
-
-    /// A sequenced data message: `seq` + 1 (or a fault's gap or repeat).
-    fn sequenced(&mut self, sid: u64, kind: &str, msg: &impl Serialize) {
-        let fault = self.shared.faults.seq();
-        let Some(sub) = self.subs.get_mut(&sid) else {
-            return;
-        };
-        sub.seq += if fault == SeqFault::Skip { 2 } else { 1 };
-        let m = text(&json!({ "type": kind, "sid": sid, "seq": sub.seq, "msg": msg }));
-        if fault == SeqFault::Repeat {
-            self.out.push(m.clone());
-        }
-        self.out.push(m);
-    }
-
-    fn data(&mut self, sid: u64, kind: &str, msg: &impl Serialize) {
-        self.out
-            .push(text(&json!({ "type": kind, "sid": sid, "msg": msg })));
-    }
-
-    fn unsubscribe(&mut self, id: u64, params: Option<Value>) {
-        let sids: Vec<u64> = params
-            .as_ref()
-            .and_then(|p| p.get("sids"))
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_u64).collect())
-            .unwrap_or_default();
-        if sids.is_empty() {
-            return self.error(id, WsError(4, "Sids required"), None);
-        }
-        for sid in sids {
-            match self.subs.remove(&sid) {
-                Some(sub) => {
-                    let mut v = json!({ "type": "unsubscribed", "sid": sid });
-                    if sub.channel == Channel::OrderbookDelta {
-                        v["seq"] = json!(sub.seq);
-                    }
-                    self.respond(id, v);
-                }
-                None => self.error(
-                    id,
-                    WsError(7, "Unknown subscription ID"),
-                    Some(("sid", json!(sid))),
-                ),
-            }
-        }
-    }
-
-    fn update(&mut self, id: u64, params: Option<Value>) {
-        let Some(params) = params.filter(Value::is_object) else {
-            return self.error(id, WsError(2, "Params required"), None);
-        };
-        let sid = match (
-            params.get("sid").and_then(Value::as_u64),
-            params.get("sids"),
-        ) {
-            (Some(s), None) => s,
-            (None, Some(Value::Array(a))) if a.len() == 1 && a[0].is_u64() => {
-                a[0].as_u64().unwrap_or(0)
-            }
-            _ => {
-                return self.error(
-                    id,
-                    WsError(12, "Exactly one subscription ID is required"),
-                    None,
-                )
-            }
-        };
-        let Some(action) = params
-            .get("action")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-        else {
-            return self.error(id, WsError(15, "Action required"), None);
-        };
-        let Some(channel) = self.subs.get(&sid).map(|s| s.channel) else {
-            return self.error(
-                id,
-                WsError(7, "Unknown subscription ID"),
-                Some(("sid", json!(sid))),
-            );
-        };
-        let tickers = if action == "get_snapshot" {
-            params
-                .get("market_tickers")
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect::<Vec<_>>()
-                })
-        } else {
-            selector(&params)
-        };
-        let Some(tickers) = tickers.filter(|t| !t.is_empty()) else {
-            return self.error(id, WsError(14, "Market Ticker required"), None);
-        };
-        match action.as_str() {
-            "add_markets" => {
-                if !self.check_markets(id, &tickers) {
-                    return;
-                }
-                let sub = self.subs.get_mut(&sid).expect("sub");
-                let mut added = Vec::new();
-                if let Some(have) = sub.markets.as_mut() {
-                    for t in &tickers {
-                        if have.insert(t.clone()) {
-                            added.push(t.clone());
-                        }
-                    }
-                }
-                if channel == Channel::OrderbookDelta {
-                    self.snapshots(sid, &added);
-                }
-            }
-            "delete_markets" => {
-                let sub = self.subs.get_mut(&sid).expect("sub");
-                if let Some(have) = sub.markets.as_mut() {
-                    for t in &tickers {
-                        have.remove(t);
-                        sub.baseline.remove(t);
-                    }
-                }
-            }
-            "get_snapshot" => {
-                if channel != Channel::OrderbookDelta {
-                    return self.error(
-                        id,
-                        WsError(13, "Unsupported action for this channel"),
-                        None,
-                    );
-                }
-                let sub = self.subs.get(&sid).expect("sub");
-                if let Some(t) = tickers.iter().find(|t| !sub.has(t)) {
-                    let t = t.clone();
-                    return self.error(
-                        id,
-                        WsError(11, "Market is not in this subscription"),
-                        Some(("market_ticker", json!(t))),
-                    );
-                }
-                self.snapshots(sid, &tickers);
-            }
-            _ => return self.error(id, WsError(13, "Unsupported action"), None),
-        }
-        let sub = self.subs.get(&sid).expect("sub");
-        let list: Vec<&String> = sub.markets.iter().flatten().collect();
-        let mut v = json!({ "type": "ok", "sid": sid, "msg": { "market_tickers": list } });
-        if channel == Channel::OrderbookDelta {
-            v["seq"] = json!(sub.seq);
-        }
-        self.respond(id, v);
-    }
-
-    fn matching(&self, ch: Channel, ticker: &str) -> Vec<u64> {
-        self.subs
-            .iter()
-            .filter(|(_, s)| s.channel == ch && s.has(ticker))
-            .map(|(sid, _)| *sid)
-            .collect()
-    }
-
-    fn deliver(&mut self, batch: &Batch) {
-        let det = self.shared.determination_delay_ms();
+    fn deliver(c: &mut Conn<Live>, batch: &Batch) {
+        let det = c.server.determination_delay_ms();
+        let account = c.feed.account;
         for ev in &batch.events {
             match ev {
                 Event::BookDelta(d) => {
-                    for sid in self.matching(Channel::OrderbookDelta, d.ticker.as_str()) {
-                        let sub = &self.subs[&sid];
-                        let fresh = sub
-                            .baseline
-                            .get(d.ticker.as_str())
-                            .is_some_and(|b| batch.no > *b);
-                        if !fresh {
-                            continue;
-                        }
-                        let id = sub
+                    for (sid, yes_price) in c.book_subs(d.ticker.as_str(), batch.no) {
+                        let id = c.subs[&sid]
                             .market_ids
                             .get(d.ticker.as_str())
                             .cloned()
                             .unwrap_or_default();
-                        let msg =
-                            wire::WsDelta::new(d, &id, sub.use_yes_price, d.owner == self.account);
-                        self.sequenced(sid, "orderbook_delta", &msg);
+                        let msg = wire::WsDelta::new(d, &id, yes_price, d.owner == account);
+                        sequenced(c, sid, "orderbook_delta", &msg);
                     }
                 }
                 Event::Ticker(t) => {
-                    for sid in self.matching(Channel::Ticker, t.ticker.as_str()) {
-                        self.data(sid, "ticker", &wire::WsTicker::new(t));
+                    for sid in c.matching(Channel::Ticker, t.ticker.as_str()) {
+                        c.data(sid, "ticker", &wire::WsTicker::new(t));
                     }
                 }
                 Event::Trade(t) => {
-                    for sid in self.matching(Channel::Trade, t.ticker.as_str()) {
-                        self.data(sid, "trade", &wire::WsTrade::new(t));
+                    for sid in c.matching(Channel::Trade, t.ticker.as_str()) {
+                        c.data(sid, "trade", &wire::WsTrade::new(t));
                     }
                 }
-                Event::Fill(f) if f.account == self.account => {
-                    for sid in self.matching(Channel::Fill, f.ticker.as_str()) {
-                        self.data(sid, "fill", &wire::WsFill::new(f));
+                Event::Fill(f) if f.account == account => {
+                    for sid in c.matching(Channel::Fill, f.ticker.as_str()) {
+                        c.data(sid, "fill", &wire::WsFill::new(f));
                     }
                 }
-                Event::UserOrder(o) if o.account == self.account => {
-                    for sid in self.matching(Channel::UserOrders, o.ticker.as_str()) {
-                        self.data(
-                            sid,
-                            "user_order",
-                            &wire::WsUserOrder::new(o, self.shared.seed),
-                        );
+                Event::UserOrder(o) if o.account == account => {
+                    let seed = c.server.seed;
+                    for sid in c.matching(Channel::UserOrders, o.ticker.as_str()) {
+                        c.data(sid, "user_order", &wire::WsUserOrder::new(o, seed));
                     }
                 }
                 Event::Position {
-                    account,
+                    account: a,
                     ticker,
                     position,
-                } if *account == self.account => {
-                    for sid in self.matching(Channel::MarketPositions, ticker.as_str()) {
+                } if *a == account => {
+                    for sid in c.matching(Channel::MarketPositions, ticker.as_str()) {
                         let m =
-                            wire::WsMarketPosition::new(&self.user_id, ticker.as_str(), position);
-                        self.data(sid, "market_position", &m);
+                            wire::WsMarketPosition::new(&c.feed.user_id, ticker.as_str(), position);
+                        c.data(sid, "market_position", &m);
                     }
                 }
                 Event::Lifecycle {
                     kind,
                     market,
                     ts_ms,
-                } => {
-                    for sid in self.matching(Channel::MarketLifecycleV2, market.ticker.as_str()) {
-                        let m = wire::ws_lifecycle(*kind, market, *ts_ms, det);
-                        self.data(sid, "market_lifecycle_v2", &m);
-                    }
-                }
+                } => c.lifecycle(*kind, market, *ts_ms, det),
                 _ => {}
             }
         }
-    }
-
-    /// Fell more than the queue behind: every subscription is dropped with error 25.
-    fn overflow(&mut self, missed: u64) {
-        tracing::warn!(
-            missed,
-            subscriptions = self.subs.len(),
-            "slow websocket consumer"
-        );
-        let sids: Vec<u64> = self.subs.keys().copied().collect();
-        self.shared.faults.count_slow_consumer(sids.len() as u64);
-        for sid in sids {
-            self.error(
-                0,
-                WsError(25, "Subscription buffer overflow"),
-                Some(("sid", json!(sid))),
-            );
-        }
-        self.subs.clear();
     }
 }
