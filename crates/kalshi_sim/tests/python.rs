@@ -17,6 +17,10 @@ use rsa::pkcs1::EncodeRsaPrivateKey;
 use rsa::pkcs8::LineEnding;
 use serde_json::Value;
 
+/// The WebSocket test's markets last 5 minutes and start on START's grid.
+const WS_MARKET_MS: i64 = 300_000;
+const _: () = assert!(START % WS_MARKET_MS == 0);
+
 const PACKAGES: [&str; 3] = ["requests", "cryptography", "websockets"];
 
 /// The venv's python, creating the venv and installing the packages on first use.
@@ -152,12 +156,16 @@ async fn python_websockets_client_sees_snapshot_and_contiguous_seq() {
     let Some(py) = tokio::task::spawn_blocking(python).await.unwrap() else {
         return;
     };
-    // Real time ×5 so the book moves by itself while the client reads.
+    // Real time ×5 so the book moves by itself while the client reads. The clock starts 1 s
+    // into a 5-minute market (START is on that grid), so the market the client reads has a
+    // minute of wall time left whatever the wall clock says: started at the wall clock, it
+    // could close a moment after the subscription and the client would wait for deltas that
+    // never come.
     let sim = start(|c| {
         c.clock = ClockMode::Realtime { speed: 5.0 };
-        c.start_ms = None;
-        c.engine.market_duration_ms = 300_000;
-        c.engine.listing_lead_ms = 300_000;
+        c.start_ms = Some(START + 1_000);
+        c.engine.market_duration_ms = WS_MARKET_MS;
+        c.engine.listing_lead_ms = WS_MARKET_MS;
         c.engine.noise.takers_per_minute = 60.0;
     })
     .await;
