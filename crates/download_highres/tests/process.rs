@@ -276,6 +276,18 @@ async fn exchange_gone_longer_than_max_reconnect_exits_4_with_files_closed() {
         }
         [Line::Marker(m), Line::Marker(c)]
             if m.event == MarkerKind::Gap && c.event == MarkerKind::Closed => {}
+        // The exchange vanished within the market's last grid step: it closed at the next
+        // instant, so none of its instants went unrecorded, and the outage is marked on the
+        // market that opened then.
+        [Line::Marker(c)]
+            if c.event == MarkerKind::Closed && c.ts_ms == lines[last_row].ts_ms() + STEP =>
+        {
+            assert!(
+                lines.iter().any(|l| matches!(l, Line::Marker(g)
+                    if g.event == MarkerKind::Gap && g.ts_ms >= c.ts_ms && g.market_ticker != t)),
+                "{t} closed after its last row; no later gap marks the outage"
+            );
+        }
         other => panic!("{t}: after its last row: {other:?}"),
     }
     assert!(st.rows > 0);

@@ -97,7 +97,19 @@ pub async fn start(cfg: SimConfig) -> Setup {
     };
     let mut cfg = cfg;
     cfg.key_dir = Some(root.join("keys"));
+    let market_ms = cfg.engine.market_duration_ms;
     let sim = kalshi_sim::spawn(cfg).await.expect("simulator starts");
+    // The markets sit on the wall clock's grid. A recorder started in the last second of one
+    // may register it and never get it subscribed before it closes (a `gap` and nothing
+    // else, which the capture checks would call a phantom): start the tests after the next
+    // market opens instead, whatever the wall clock's phase.
+    let phase = sim
+        .handle()
+        .with_engine(|e| e.now_ms())
+        .rem_euclid(market_ms);
+    if market_ms - phase < 1_000 {
+        tokio::time::sleep(Duration::from_millis((market_ms - phase + 200) as u64)).await;
+    }
     let (env, pem) = sim.key_files().expect("key files written");
     let out = root.join("out");
     let config = root.join("runtime.json");

@@ -11,7 +11,7 @@ use pipeline::snapshot::{Line, MarkerKind};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::grid::{floor_to_grid, Extras, Track};
+use super::grid::{ceil_to_grid, floor_to_grid, Extras, Track};
 use super::registry::Registry;
 use super::subs::{Confirmed, Manager};
 use super::writer::{self, Progress, WriterConfig, WriterMsg};
@@ -184,6 +184,28 @@ struct Core {
     stats: Stats,
 }
 
+/// Grid ticks `first..due` (`step` apart) were skipped: a market that became active in that
+/// stretch with nothing written for it yet gets a `gap` at its first active instant, so its
+/// record starts where the market did (its first row follows at `due`, after a `resync`).
+fn mark_missed_starts(
+    registry: &Registry,
+    tracks: &mut BTreeMap<MarketTicker, Track>,
+    (first, due, step): (i64, i64, i64),
+    why: &str,
+    lines: &mut Vec<Line>,
+) {
+    for m in registry.iter() {
+        let Some(open) = m.open_ms else { continue };
+        let at = first.max(ceil_to_grid(open, step));
+        if at < due && m.active_at(at) {
+            tracks
+                .entry(m.ticker.clone())
+                .or_default()
+                .missed_start(at, &m.ticker, why, lines);
+        }
+    }
+}
+
 impl Core {
     /// Now, on the recorder's clock (UTC ms).
     fn now_ms(&self) -> i64 {
@@ -283,6 +305,13 @@ impl Core {
                     tr.skipped(first, t, &why, &mut lines);
                 }
             }
+            mark_missed_starts(
+                &self.registry,
+                &mut self.tracks,
+                (first, due, self.step),
+                &why,
+                &mut lines,
+            );
         }
         self.stats.max_late_ms = self.stats.max_late_ms.max((now - due) as u64);
         self.tick(due, &mut lines);
@@ -679,4 +708,92 @@ pub(crate) async fn record(
         "recording finished; files closed"
     );
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{WsFrame, WsMessage};
+    use pipeline::snapshot::Marker;
+
+    const T0: i64 = 1_790_000_000_000;
+
+    fn created(r: &mut Registry, ticker: &str, open_ms: i64, close_ms: i64) {
+        let f = WsFrame::parse(&format!(
+            r#"{{"type":"market_lifecycle_v2","sid":3,"msg":{{"market_ticker":"{ticker}","event_type":"created","open_ts":{},"close_ts":{}}}}}"#,
+            open_ms / 1000,
+            close_ms / 1000
+        ))
+        .unwrap();
+        let WsMessage::MarketLifecycle(l) = f.msg else {
+            panic!("not a lifecycle message")
+        };
+        r.on_lifecycle(&l, T0).unwrap();
+    }
+
+    fn markers(lines: &[Line]) -> Vec<(String, i64, MarkerKind)> {
+        lines
+            .iter()
+            .map(|l| match l {
+                Line::Marker(Marker {
+                    market_ticker,
+                    ts_ms,
+                    event,
+                    ..
+                }) => (market_ticker.to_string(), *ts_ms, event.clone()),
+                Line::Snapshot(_) => panic!("no rows expected"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_market_opening_during_a_stall_gets_a_gap_at_its_opening() {
+        let mut r = Registry::new("KXT".into());
+        // Ticks T0+100 ..= T0+900 were skipped (the recorder woke at T0+1000).
+        let (first, due, step) = (T0 + 100, T0 + 1_000, 100);
+        created(&mut r, "KXT-OPENS-IN-STALL", T0, T0 + 60_000); // open_ts in seconds: T0
+        created(&mut r, "KXT-LATER", T0 + 60_000, T0 + 120_000);
+        created(&mut r, "KXT-RECORDED", T0 - 60_000, T0 + 60_000);
+        let mut tracks = BTreeMap::new();
+        // KXT-RECORDED has a row already: `Track::skipped` covers it, not this.
+        let mut rec = Track {
+            last_ts: Some(T0),
+            state: super::super::grid::BookState::Valid { epoch: 1 },
+            ..Track::default()
+        };
+        let mut lines = Vec::new();
+        rec.skipped(first, &"KXT-RECORDED".into(), "late", &mut lines);
+        tracks.insert(MarketTicker::from("KXT-RECORDED"), rec);
+        mark_missed_starts(&r, &mut tracks, (first, due, step), "late", &mut lines);
+        assert_eq!(
+            markers(&lines),
+            [
+                ("KXT-RECORDED".to_string(), first, MarkerKind::Gap),
+                ("KXT-OPENS-IN-STALL".to_string(), first, MarkerKind::Gap),
+            ]
+        );
+        assert!(!tracks.contains_key("KXT-LATER"));
+        // Once written, never again.
+        let mut again = Vec::new();
+        mark_missed_starts(&r, &mut tracks, (due, due + 500, step), "late", &mut again);
+        assert!(again.is_empty(), "{again:?}");
+
+        // An opening off the grid: the first grid instant after it (T0 ≡ 200 mod 300, so the
+        // opening at T0 + 2000 is 100 ms past an instant and the next is at T0 + 2200).
+        let mut r = Registry::new("KXT".into());
+        created(&mut r, "KXT-B", T0 + 2_000, T0 + 60_000);
+        let mut tracks = BTreeMap::new();
+        let mut lines = Vec::new();
+        mark_missed_starts(
+            &r,
+            &mut tracks,
+            (T0 + 1_500, T0 + 3_000, 300),
+            "late",
+            &mut lines,
+        );
+        assert_eq!(
+            markers(&lines),
+            [("KXT-B".to_string(), T0 + 2_200, MarkerKind::Gap)]
+        );
+    }
 }

@@ -181,6 +181,20 @@ impl Track {
         self.pause(first_missed, ticker, why, out);
     }
 
+    /// The market's first active grid instant `ts` fell in a stretch of skipped ticks before
+    /// anything was written for it: a `gap` there, so the files say that its first instants
+    /// were missed rather than start at the next tick as if it had opened then (the current
+    /// tick then resyncs it).
+    pub fn missed_start(&mut self, ts: i64, ticker: &MarketTicker, why: &str, out: &mut Vec<Line>) {
+        if self.state == BookState::Never && self.last_ts.is_none() && !self.closed {
+            self.push(
+                out,
+                marker(ts, ticker, MarkerKind::Gap, Some(why.to_string())),
+            );
+            self.state = BookState::Outage;
+        }
+    }
+
     /// The recorder stops after tick `last_tick`: a market being recorded gets a `gap` at the
     /// next grid instant, so a later run is never read as a continuation.
     pub fn stop(&mut self, next_tick: i64, ticker: &MarketTicker, out: &mut Vec<Line>) {
