@@ -305,6 +305,46 @@ async fn watchdog_closes_a_silent_socket_and_reconnects() {
 }
 
 #[tokio::test]
+async fn an_unanswered_ping_ends_a_half_open_connection_long_before_the_watchdog() {
+    let (signer, public) = common::test_signer();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/trade-api/ws/v2", l.local_addr().unwrap());
+    let mut cfg = fast_cfg(url);
+    cfg.idle_timeout = Duration::from_secs(3600);
+    cfg.ping_interval = Some(Duration::from_millis(50));
+    cfg.pong_timeout = Some(Duration::from_secs(1));
+    let shutdown = CancellationToken::new();
+    let (_h, mut rx, task) = ws::spawn(cfg, Some(signer), shutdown.clone());
+    // The peer never reads, so it never answers a ping: a half-open connection, as far as
+    // the client can tell.
+    let _half_open = accept(&l, &public).await;
+    match next_event(&mut rx, |e| matches!(e, WsEvent::Disconnected { .. })).await {
+        WsEvent::Disconnected { reason } => {
+            assert!(reason.contains("no answer to a ping"), "{reason}")
+        }
+        _ => unreachable!(),
+    }
+    // A peer that reads (tungstenite answers pings as it reads) keeps the connection: no
+    // disconnect while it answers 20 pings.
+    let mut answering = accept(&l, &public).await;
+    next_event(&mut rx, |e| matches!(e, WsEvent::Connected { attempt: 2 })).await;
+    let mut pings = 0;
+    while pings < 20 {
+        match tokio::time::timeout(LIMIT, answering.next()).await {
+            Ok(Some(Ok(Message::Ping(_)))) => pings += 1,
+            Ok(Some(Ok(_))) => {}
+            other => panic!("the client went away: {other:?}"),
+        }
+    }
+    answering.flush().await.unwrap();
+    while let Ok(e) = rx.try_recv() {
+        assert!(!matches!(e, WsEvent::Disconnected { .. }), "{e:?}");
+    }
+    shutdown.cancel();
+    tokio::time::timeout(LIMIT, task).await.unwrap().unwrap();
+}
+
+#[tokio::test]
 async fn wss_connect_builds_a_tls_client_without_panicking() {
     // A plain TCP listener that closes: the TLS handshake fails cleanly (the rustls crypto
     // provider is available), and the session reports a disconnect and retries.

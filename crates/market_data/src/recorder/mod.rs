@@ -454,7 +454,15 @@ pub async fn run(
 
     let mut wcfg = WsConfig::new(cfg.ws_url.clone());
     wcfg.idle_timeout = cfg.ws_idle_timeout;
-    wcfg.ping_interval = Some((cfg.ws_idle_timeout / 3).max(Duration::from_millis(300)));
+    // Frequent pings with a short answer deadline: a half-open connection on a quiet market
+    // is found in a few seconds (≤ ping interval + pong timeout), not after the whole
+    // `ws_idle_timeout`, so few rows of a stale book can be written before the outage's gap.
+    wcfg.ping_interval = Some(
+        (cfg.ws_idle_timeout / 3)
+            .min(Duration::from_secs(2))
+            .max(Duration::from_millis(300)),
+    );
+    wcfg.pong_timeout = Some((cfg.ws_idle_timeout / 5).max(Duration::from_millis(500)));
     wcfg.command_timeout = Duration::from_secs(30);
     wcfg.reconnect = BackoffConfig {
         initial: Duration::from_millis(250),

@@ -7,7 +7,9 @@
 //!   `delete_markets`, `get_snapshot`) and `list_subscriptions`, with ids; replies are matched
 //!   by id.
 //! * Server pings are answered (tungstenite queues the pong; the session flushes it), and a
-//!   watchdog closes a socket that has been silent for `idle_timeout`.
+//!   watchdog closes a socket that has been silent for `idle_timeout`. Our own pings
+//!   (`ping_interval`) must be answered within `pong_timeout` (by the pong or any other
+//!   frame), which finds a half-open connection on a quiet subscription in seconds.
 //! * Reconnection is a state machine (connecting → connected → backing off) with capped,
 //!   jittered backoff; after a reconnect every subscription is made again (new sids, fresh
 //!   snapshots). Subscriptions are identified by a stable [`SubId`] across reconnects.
@@ -21,7 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use pipeline::auth::{Signer, WS_SIGN_PATH};
 use pipeline::ids::MarketTicker;
 use tokio::net::TcpStream;
@@ -65,6 +67,9 @@ pub struct WsConfig {
     pub idle_timeout: Duration,
     /// Send our own pings this often (keeps the watchdog fed on quiet subscriptions).
     pub ping_interval: Option<Duration>,
+    /// After one of our pings, the connection is dead if no frame at all (the pong or any
+    /// other) arrives within this long. `None`: only `idle_timeout` applies.
+    pub pong_timeout: Option<Duration>,
     /// How long a caller waits for a command's reply.
     pub command_timeout: Duration,
     pub reconnect: BackoffConfig,
@@ -87,6 +92,7 @@ impl WsConfig {
             write_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
             ping_interval: Some(Duration::from_secs(10)),
+            pong_timeout: Some(Duration::from_secs(5)),
             command_timeout: Duration::from_secs(10),
             reconnect: BackoffConfig {
                 initial: Duration::from_millis(500),
@@ -567,18 +573,41 @@ impl Session {
         let mut last_rx = Instant::now();
         let ping_every = self.cfg.ping_interval.unwrap_or(Duration::from_secs(3600));
         let mut next_ping = Instant::now() + ping_every;
+        // When our oldest ping not yet followed by any frame was sent.
+        let mut unanswered_since: Option<Instant> = None;
         loop {
             let watchdog = last_rx + self.cfg.idle_timeout;
+            let pong_deadline = match (unanswered_since, self.cfg.pong_timeout) {
+                (Some(at), Some(t)) => Some(at + t),
+                _ => None,
+            };
             let step = tokio::select! {
                 _ = self.shutdown.cancelled() => {
                     let _ = timeout(self.cfg.write_timeout, ws.close(None)).await;
                     return End::Shutdown;
                 }
-                _ = sleep_until(watchdog) => Err(format!("watchdog: no frame for {:?}", self.cfg.idle_timeout)),
+                _ = sleep_until(watchdog) => match ws.next().now_or_never() {
+                    // A frame was waiting (this task was busy, e.g. delivering events): the
+                    // socket is not silent.
+                    Some(m) => self.on_read(&mut ws, m, &mut last_rx, &mut unanswered_since).await,
+                    None => Err(format!("watchdog: no frame for {:?}", self.cfg.idle_timeout)),
+                },
+                _ = sleep_until(pong_deadline.unwrap_or(watchdog)), if pong_deadline.is_some() => {
+                    match ws.next().now_or_never() {
+                        Some(m) => self.on_read(&mut ws, m, &mut last_rx, &mut unanswered_since).await,
+                        None => Err(format!(
+                            "no answer to a ping within {:?}: connection presumed dead",
+                            self.cfg.pong_timeout.unwrap_or_default()
+                        )),
+                    }
+                }
                 _ = sleep_until(next_ping), if self.cfg.ping_interval.is_some() => {
                     next_ping = Instant::now() + ping_every;
                     match timeout(self.cfg.write_timeout, ws.send(Message::Ping(Vec::new().into()))).await {
-                        Ok(Ok(())) => Ok(()),
+                        Ok(Ok(())) => {
+                            unanswered_since.get_or_insert_with(Instant::now);
+                            Ok(())
+                        }
                         Ok(Err(e)) => Err(format!("ping failed: {e}")),
                         Err(_) => Err("ping write timed out".to_string()),
                     }
@@ -587,26 +616,7 @@ impl Session {
                     Some(c) => self.command_online(&mut ws, c).await,
                     None => { self.cmd_open = false; Ok(()) }
                 },
-                m = ws.next() => match m {
-                    None => Err("connection closed".to_string()),
-                    Some(Err(e)) => Err(format!("read failed: {e}")),
-                    Some(Ok(msg)) => {
-                        last_rx = Instant::now();
-                        match msg {
-                            Message::Text(t) => self.on_text(&mut ws, t.as_str().to_string()).await,
-                            Message::Ping(_) => {
-                                // tungstenite queued the pong; push it out now.
-                                match timeout(self.cfg.write_timeout, ws.flush()).await {
-                                    Ok(Ok(())) => Ok(()),
-                                    Ok(Err(e)) => Err(format!("pong failed: {e}")),
-                                    Err(_) => Err("pong write timed out".to_string()),
-                                }
-                            }
-                            Message::Close(f) => Err(format!("closed by server: {f:?}")),
-                            _ => Ok(()),
-                        }
-                    }
-                },
+                m = ws.next() => self.on_read(&mut ws, m, &mut last_rx, &mut unanswered_since).await,
             };
             match step {
                 Ok(()) => {}
@@ -784,6 +794,36 @@ impl Session {
                 let _ = reply.send(Ok(()));
                 Err(RECONNECT.to_string())
             }
+        }
+    }
+
+    /// One read from the socket: any frame proves the connection alive.
+    async fn on_read(
+        &mut self,
+        ws: &mut Ws,
+        m: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+        last_rx: &mut Instant,
+        unanswered_since: &mut Option<Instant>,
+    ) -> Result<(), String> {
+        let msg = match m {
+            None => return Err("connection closed".to_string()),
+            Some(Err(e)) => return Err(format!("read failed: {e}")),
+            Some(Ok(msg)) => msg,
+        };
+        *last_rx = Instant::now();
+        *unanswered_since = None;
+        match msg {
+            Message::Text(t) => self.on_text(ws, t.as_str().to_string()).await,
+            Message::Ping(_) => {
+                // tungstenite queued the pong; push it out now.
+                match timeout(self.cfg.write_timeout, ws.flush()).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(format!("pong failed: {e}")),
+                    Err(_) => Err("pong write timed out".to_string()),
+                }
+            }
+            Message::Close(f) => Err(format!("closed by server: {f:?}")),
+            _ => Ok(()),
         }
     }
 
