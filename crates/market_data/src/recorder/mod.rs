@@ -452,6 +452,19 @@ pub async fn run(
             ))
         })?;
 
+    let wcfg = ws_config(&cfg);
+    let offset_ms = match cfg.clock {
+        ClockSource::Local => 0,
+        ClockSource::Exchange => core::exchange_offset_ms(&rest).await?,
+    };
+    let cfg = Arc::new(cfg);
+    let res = core::record(cfg, rest, wcfg, signer, offset_ms, shutdown).await;
+    drop(lock);
+    res
+}
+
+/// The recorder's WebSocket session settings.
+fn ws_config(cfg: &RecorderConfig) -> WsConfig {
     let mut wcfg = WsConfig::new(cfg.ws_url.clone());
     wcfg.idle_timeout = cfg.ws_idle_timeout;
     // Frequent pings with a short answer deadline: a half-open connection on a quiet market
@@ -471,14 +484,7 @@ pub async fn run(
     };
     wcfg.seed = cfg.seed;
     wcfg.event_capacity = 16_384;
-    let offset_ms = match cfg.clock {
-        ClockSource::Local => 0,
-        ClockSource::Exchange => core::exchange_offset_ms(&rest).await?,
-    };
-    let cfg = Arc::new(cfg);
-    let res = core::record(cfg, rest, wcfg, signer, offset_ms, shutdown).await;
-    drop(lock);
-    res
+    wcfg
 }
 
 #[cfg(test)]
@@ -488,6 +494,17 @@ mod tests {
     fn cfg() -> RecorderConfig {
         let rt = pipeline::config::resolve(None, &|_| None, &Default::default()).unwrap();
         RecorderConfig::from_runtime(&rt)
+    }
+
+    #[test]
+    fn a_half_open_connection_is_found_within_five_seconds_by_default() {
+        let w = ws_config(&cfg());
+        let (ping, pong) = (w.ping_interval.unwrap(), w.pong_timeout.unwrap());
+        assert_eq!(
+            (ping, pong),
+            (Duration::from_secs(2), Duration::from_secs(3))
+        );
+        assert!(ping + pong < w.idle_timeout);
     }
 
     #[test]
