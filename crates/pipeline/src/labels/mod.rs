@@ -431,9 +431,14 @@ fn load_labels_files(
 ) -> Result<Vec<(PathBuf, LabelsFile)>, LabelsRunError> {
     let mut out: Vec<(PathBuf, LabelsFile)> = Vec::new();
     let mut seen: Vec<PathBuf> = Vec::new();
+    let mut missing: Vec<PathBuf> = Vec::new();
     let mut load = |p: &Path, must: bool| -> Result<(), LabelsRunError> {
         if !must && !p.exists() {
-            tracing::info!(file = %p.display(), "no existing labels file");
+            // Said once per path (the labels path and the output are often the same file).
+            if !missing.iter().any(|m| m == p) {
+                tracing::info!(file = %p.display(), "no existing labels file");
+                missing.push(p.to_path_buf());
+            }
             return Ok(());
         }
         let key = p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
