@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use pipeline::auth::Signer;
 use pipeline::ids::{ClientOrderId, MarketTicker, OrderId, SeriesTicker};
-use pipeline::money::{Count, Price};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -1021,21 +1020,19 @@ fn found_existing(req: &CreateOrderRequest, o: Box<Order>) -> Result<CreateOutco
 }
 
 /// The terms in which a listed order differs from a create request: market, book side,
-/// YES-scale price and initial count. A term the listing leaves out is not compared.
+/// YES-scale price and initial count (current fields, else the legacy ones, through
+/// [`Order`]'s accessors). A term the listing leaves out is not compared.
 pub fn order_differences(req: &CreateOrderRequest, o: &Order) -> Vec<String> {
     let mut out = Vec::new();
     if o.ticker != req.ticker {
         out.push(format!("ticker {} ≠ {}", o.ticker, req.ticker));
     }
-    if let Some(side) = &o.book_side {
-        if *side != req.side {
+    if let Some(side) = o.book_side() {
+        if side != req.side {
             out.push(format!("book_side {side:?} ≠ {:?}", req.side));
         }
     }
-    let price = o
-        .yes_price_dollars
-        .or_else(|| o.yes_price.and_then(|c| Price::from_cents(c).ok()));
-    if let Some(price) = price {
+    if let Some(price) = o.yes_price() {
         if price != req.price {
             out.push(format!(
                 "yes price {} ≠ {}",
@@ -1044,10 +1041,7 @@ pub fn order_differences(req: &CreateOrderRequest, o: &Order) -> Vec<String> {
             ));
         }
     }
-    let count = o
-        .initial_count_fp
-        .or_else(|| o.initial_count.map(Count::from_contracts));
-    if let Some(count) = count {
+    if let Some(count) = o.initial_count() {
         if count != req.count {
             out.push(format!(
                 "count {} ≠ {}",
@@ -1153,6 +1147,7 @@ pub fn map_status(method: &str, path: &str, status: StatusCode, body: &str) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pipeline::money::{Count, Price};
 
     #[test]
     fn order_differences_compare_listed_terms_only() {

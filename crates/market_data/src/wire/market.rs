@@ -224,9 +224,7 @@ pub struct Market {
     pub tick_size: Option<i64>,
 }
 
-fn cents(v: Option<i64>) -> Option<Price> {
-    v.and_then(|c| Price::from_cents(c).ok())
-}
+use super::cents;
 
 impl Market {
     pub fn series(&self) -> SeriesTicker {

@@ -18,6 +18,11 @@ use serde::ser::SerializeTuple;
 use serde::{Deserialize, Serialize, Serializer};
 
 pub use de::{WireNumber, WireTime};
+
+/// A legacy integer-cents price field, as a [`Price`] (out of range: absent).
+fn cents(v: Option<i64>) -> Option<Price> {
+    v.and_then(|c| Price::from_cents(c).ok())
+}
 pub use market::*;
 pub use orders::*;
 pub use portfolio::*;

@@ -6,9 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::de::{string_enum, WireTime};
 
-fn cents(v: Option<i64>) -> Option<Price> {
-    v.and_then(|c| Price::from_cents(c).ok())
-}
+use super::cents;
 
 /// `GET /portfolio/balance`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -17,9 +17,7 @@ use super::market::MarketResult;
 use super::portfolio::{BookSide, OrderStatus, OutcomeSide};
 use super::{levels_or_null, Level, WireNumber};
 
-fn cents(v: Option<i64>) -> Option<Price> {
-    v.and_then(|c| Price::from_cents(c).ok())
-}
+use super::cents;
 
 /// A frame that is not valid JSON or whose `msg` does not fit its `type`.
 #[derive(Debug, thiserror::Error)]
