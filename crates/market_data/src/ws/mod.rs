@@ -577,30 +577,26 @@ impl Session {
         let mut unanswered_since: Option<Instant> = None;
         loop {
             let watchdog = last_rx + self.cfg.idle_timeout;
-            let pong_deadline = match (unanswered_since, self.cfg.pong_timeout) {
-                (Some(at), Some(t)) => Some(at + t),
-                _ => None,
+            // The nearer of the two liveness deadlines: silence, or an unanswered ping
+            // (`Some(pong_timeout)`). Formatted only when it fires: this loop runs per frame.
+            let (deadline, unanswered) = match (unanswered_since, self.cfg.pong_timeout) {
+                (Some(at), Some(t)) if at + t < watchdog => (at + t, Some(t)),
+                _ => (watchdog, None),
             };
             let step = tokio::select! {
                 _ = self.shutdown.cancelled() => {
                     let _ = timeout(self.cfg.write_timeout, ws.close(None)).await;
                     return End::Shutdown;
                 }
-                _ = sleep_until(watchdog) => match ws.next().now_or_never() {
+                _ = sleep_until(deadline) => match ws.next().now_or_never() {
                     // A frame was waiting (this task was busy, e.g. delivering events): the
-                    // socket is not silent.
+                    // connection is alive.
                     Some(m) => self.on_read(&mut ws, m, &mut last_rx, &mut unanswered_since).await,
-                    None => Err(format!("watchdog: no frame for {:?}", self.cfg.idle_timeout)),
+                    None => Err(match unanswered {
+                        Some(t) => format!("no answer to a ping within {t:?}: connection presumed dead"),
+                        None => format!("watchdog: no frame for {:?}", self.cfg.idle_timeout),
+                    }),
                 },
-                _ = sleep_until(pong_deadline.unwrap_or(watchdog)), if pong_deadline.is_some() => {
-                    match ws.next().now_or_never() {
-                        Some(m) => self.on_read(&mut ws, m, &mut last_rx, &mut unanswered_since).await,
-                        None => Err(format!(
-                            "no answer to a ping within {:?}: connection presumed dead",
-                            self.cfg.pong_timeout.unwrap_or_default()
-                        )),
-                    }
-                }
                 _ = sleep_until(next_ping), if self.cfg.ping_interval.is_some() => {
                     next_ping = Instant::now() + ping_every;
                     match timeout(self.cfg.write_timeout, ws.send(Message::Ping(Vec::new().into()))).await {
