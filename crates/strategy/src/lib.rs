@@ -1,0 +1,36 @@
+//! The synchronous strategy runtime, the replay execution venue and the evaluation report.
+//!
+//! Free of libtorch and of tokio: snapshot lines in, orders out, time passed as an argument.
+//! The model sits behind [`features::EdgeModel`] (implemented with libtorch in `edge_model`),
+//! the exchange behind [`venue::Venue`] and time behind [`venue::Clock`], so replay, dry-run
+//! and live drive the same [`runtime::Runtime`].
+//!
+//! - [`runtime`]: the [`runtime::Strategy`] trait, per-market state, the runtime loop;
+//! - [`rnn_edge`]: the built-in `rnn_edge_v1` strategy and its `signals` checks;
+//! - [`risk`]: the risk gate (every `risk` limit, before every order);
+//! - [`portfolio`]: positions, open orders, cash, marks, exposure (exact money);
+//! - [`venue`]: the venue and clock traits;
+//! - [`replay`]: the replay venue (the execution model) and the replay driver;
+//! - [`report`]: the evaluation report (JSON) and [`html`] its self-contained page.
+
+// TEMPORARY until `pipeline::features`/`pipeline::metrics` land: then `pub use pipeline::{features, metrics};`.
+#[doc(hidden)]
+pub mod contract;
+pub use contract::{features, metrics};
+
+pub mod html;
+pub mod ols;
+pub mod portfolio;
+pub mod replay;
+pub mod report;
+pub mod risk;
+pub mod rnn_edge;
+pub mod runtime;
+pub mod types;
+pub mod venue;
+
+pub use replay::{replay, Latency, ReplayConfig, ReplayError, ReplayResult, ReplayVenue};
+pub use report::{build_report, FoldInput, Report};
+pub use rnn_edge::RnnEdge;
+pub use runtime::{Journal, MarketContext, Runtime, Strategy};
+pub use types::{Decision, Fill, Intent, Order, Settlement, Side};
