@@ -11,7 +11,16 @@ pub mod features {
     use pipeline::MarketTicker;
 
     pub const N_FEATURES: usize = 8;
-    pub const FEATURE_NAMES: [&str; N_FEATURES] = ["f0", "f1", "f2", "f3", "f4", "f5", "f6", "f7"];
+    pub const FEATURE_NAMES: [&str; N_FEATURES] = [
+        "yes_mid",
+        "spread",
+        "log_yes_bid_size",
+        "log_yes_ask_size",
+        "book_imbalance",
+        "mid_change_10s",
+        "mid_change_60s",
+        "log_seconds_to_close",
+    ];
 
     #[derive(Clone, Copy, Debug, PartialEq)]
     pub struct FeatureConfig {
