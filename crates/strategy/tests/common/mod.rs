@@ -121,6 +121,7 @@ impl EdgeModel for MidModel {
 }
 
 /// Wants to buy `count` of `side` at the displayed ask (plus `offset` cents) on every row.
+#[derive(Debug)]
 pub struct AlwaysBuy {
     pub side: Side,
     pub count: Count,
@@ -152,6 +153,7 @@ impl Strategy for AlwaysBuy {
 }
 
 /// Buys exactly what it is told at given (market, ts).
+#[derive(Debug)]
 pub struct Scripted {
     pub buys: Vec<(String, i64, Side, Count, Price)>,
 }
