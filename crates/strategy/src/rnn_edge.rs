@@ -280,3 +280,166 @@ impl Strategy for RnnEdge {
         std::mem::take(&mut self.decisions)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipeline::money::Money;
+    use pipeline::schema::strategy::{SelfTradePrevention, TimeInForce};
+
+    const NOW: i64 = 1_778_457_600_000;
+
+    fn c(x: i64) -> Price {
+        Price::from_cents(x).unwrap()
+    }
+
+    fn book(bid: i64, ask: i64, bid_size: i64, ask_size: i64) -> SnapshotRecord {
+        SnapshotRecord::from_book(
+            NOW,
+            MarketTicker::from("KXT-1"),
+            Some((c(bid), Count::from_contracts(bid_size))),
+            Some((c(100 - ask), Count::from_contracts(ask_size))),
+        )
+        .unwrap()
+    }
+
+    fn signals() -> Signals {
+        Signals {
+            min_edge: Money::from_cents(3),
+            min_price: c(5),
+            max_price: c(95),
+            max_spread: c(3),
+            min_seconds_to_close: 60,
+            max_seconds_to_close: Some(840),
+            sides: Sides::Both,
+            min_ask_size: Some(Count::from_contracts(2)),
+        }
+    }
+
+    fn execution() -> Execution {
+        Execution {
+            limit_offset: c(1),
+            time_in_force: TimeInForce::ImmediateOrCancel,
+            contracts_per_order: Count::from_contracts(5),
+            post_only: false,
+            expiration_s: None,
+            self_trade_prevention: SelfTradePrevention::TakerAtCross,
+        }
+    }
+
+    fn check(row: &SnapshotRecord, p: f64, close_in_s: i64, s: &Signals) -> Vec<SideCheck> {
+        check_signals(
+            row,
+            p,
+            Some(NOW + close_in_s * 1000),
+            NOW,
+            s,
+            &execution(),
+            FeeMultiplier::ONE,
+        )
+    }
+
+    fn failed(v: &[SideCheck], side: Side) -> Option<&'static str> {
+        v.iter().find(|c| c.side == side).unwrap().failed
+    }
+
+    #[test]
+    fn fee_per_contract_is_the_orders_cent_fee_divided_exactly() {
+        // 5 at $0.50: 0.07 × 5 × 0.25 = 0.0875 → $0.09 → 1.8¢ a contract.
+        let five = Count::from_contracts(5);
+        assert_eq!(
+            taker_fee_per_contract_micros(FeeMultiplier::ONE, five, c(50)),
+            18_000
+        );
+        // 3 at $0.50: 0.0525 → $0.06 → 2¢; 7 at $0.44: 0.120736 → $0.13 → 1.857142…¢, up.
+        let three = Count::from_contracts(3);
+        assert_eq!(
+            taker_fee_per_contract_micros(FeeMultiplier::ONE, three, c(50)),
+            20_000
+        );
+        let seven = Count::from_contracts(7);
+        assert_eq!(
+            taker_fee_per_contract_micros(FeeMultiplier::ONE, seven, c(44)),
+            18_572
+        );
+    }
+
+    #[test]
+    fn edge_is_probability_minus_ask_minus_fee_against_min_edge() {
+        let row = book(48, 50, 10, 10);
+        // YES at 50 + 1.8¢ fee: p = 0.548 is exactly 3¢ of edge; just below fails.
+        let v = check(&row, 0.548, 300, &signals());
+        assert_eq!(failed(&v, Side::Yes), None);
+        let e = v.iter().find(|c| c.side == Side::Yes).unwrap().edge;
+        assert!((e - 0.03).abs() < 1e-12, "{e}");
+        let v = check(&row, 0.5479, 300, &signals());
+        assert_eq!(failed(&v, Side::Yes), Some("signals.min_edge"));
+        // NO costs 52 + fee: P(NO) = 0.45 is far from enough.
+        assert_eq!(failed(&v, Side::No), Some("signals.min_edge"));
+        let v = check(&row, 0.40, 300, &signals());
+        assert_eq!(failed(&v, Side::No), None, "P(NO) 0.60 ≥ 0.52 + fee + 0.03");
+    }
+
+    #[test]
+    fn every_threshold_names_itself() {
+        let s = signals();
+        let p = 0.9;
+        assert_eq!(
+            failed(&check(&book(40, 50, 10, 10), p, 300, &s), Side::Yes),
+            Some("signals.max_spread")
+        );
+        assert_eq!(
+            failed(&check(&book(48, 50, 10, 10), p, 30, &s), Side::Yes),
+            Some("signals.min_seconds_to_close")
+        );
+        assert_eq!(
+            failed(&check(&book(48, 50, 10, 10), p, 900, &s), Side::Yes),
+            Some("signals.max_seconds_to_close")
+        );
+        assert_eq!(
+            failed(&check(&book(48, 50, 10, 1), p, 300, &s), Side::Yes),
+            Some("signals.min_ask_size")
+        );
+        assert_eq!(
+            failed(&check(&book(95, 97, 10, 10), 0.999, 300, &s), Side::Yes),
+            Some("signals.max_price")
+        );
+        assert_eq!(
+            failed(&check(&book(1, 3, 10, 10), 0.5, 300, &s), Side::Yes),
+            Some("signals.min_price")
+        );
+        let only_no = Signals {
+            sides: Sides::No,
+            ..s.clone()
+        };
+        assert_eq!(
+            failed(&check(&book(48, 50, 10, 10), p, 300, &only_no), Side::Yes),
+            Some("signals.sides")
+        );
+        // The NO ask's size is the YES bid's.
+        assert_eq!(
+            failed(&check(&book(48, 50, 1, 10), 0.1, 300, &s), Side::No),
+            Some("signals.min_ask_size")
+        );
+        // Unknown close time: no entry.
+        let v = check_signals(
+            &book(48, 50, 10, 10),
+            p,
+            None,
+            NOW,
+            &s,
+            &execution(),
+            FeeMultiplier::ONE,
+        );
+        assert!(failed(&v, Side::Yes)
+            .unwrap()
+            .contains("close time unknown"));
+    }
+
+    #[test]
+    fn limit_is_ask_plus_offset_capped_at_max_price() {
+        let s = signals();
+        assert_eq!(limit_price(c(50), &execution(), &s), c(51));
+        assert_eq!(limit_price(c(95), &execution(), &s), c(95));
+    }
+}
