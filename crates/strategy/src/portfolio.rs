@@ -29,7 +29,6 @@ pub struct Position {
     /// Liquidation marks from the latest row: the best bid of each side.
     pub mark_yes: Option<Price>,
     pub mark_no: Option<Price>,
-    pub settled: bool,
 }
 
 impl Position {
@@ -45,9 +44,9 @@ impl Position {
                 .sum::<Count>()
     }
 
-    /// Holds contracts or has an open order, and has not settled.
+    /// Holds contracts or has an open order (settled markets leave the portfolio).
     pub fn is_open(&self) -> bool {
-        !self.settled && (!(self.yes + self.no).is_zero() || !self.open_orders.is_empty())
+        !(self.yes + self.no).is_zero() || !self.open_orders.is_empty()
     }
 
     /// Value if sold at the best bids now (zero where a side has no bid).
@@ -124,6 +123,10 @@ impl Portfolio {
     pub fn order_done(&mut self, market: &MarketTicker, order_id: u64) {
         if let Some(p) = self.markets.get_mut(market) {
             p.open_orders.remove(&order_id);
+            if p.open_orders.is_empty() && (p.yes + p.no).is_zero() {
+                // Nothing held, nothing asked: keep the per-line sums over live markets only.
+                self.markets.remove(market);
+            }
         }
     }
 
@@ -134,12 +137,9 @@ impl Portfolio {
         outcome: Outcome,
         ts_ms: i64,
     ) -> Option<Settlement> {
-        let pos = self.markets.get_mut(market)?;
-        if pos.settled {
-            return None;
-        }
-        pos.settled = true;
-        pos.open_orders.clear();
+        // A settled market leaves the book: equity, exposure and open markets are sums over
+        // live markets, computed on every line.
+        let pos = self.markets.remove(market)?;
         let winners = match outcome {
             Outcome::Yes => pos.yes,
             Outcome::No => pos.no,
@@ -159,13 +159,12 @@ impl Portfolio {
         })
     }
 
-    /// Cash plus the marked value of unsettled positions.
+    /// Cash plus the marked value of the positions.
     pub fn equity(&self) -> Money {
         self.cash
             + self
                 .markets
                 .values()
-                .filter(|p| !p.settled)
                 .map(Position::marked_value)
                 .sum::<Money>()
     }
@@ -175,11 +174,10 @@ impl Portfolio {
         self.markets.values().filter(|p| p.is_open()).count()
     }
 
-    /// Cost of unsettled positions plus the worst-case cost of open orders.
+    /// Cost of the positions plus the worst-case cost of open orders.
     pub fn exposure(&self) -> Money {
         self.markets
             .values()
-            .filter(|p| !p.settled)
             .map(|p| {
                 p.cost
                     + p.open_orders
