@@ -4,8 +4,11 @@
 
 pub mod auth;
 pub mod config;
+pub mod dataset;
+pub mod features;
 pub mod ids;
 pub mod labels;
+pub mod metrics;
 pub mod money;
 pub mod schema;
 pub mod secrets;
