@@ -13,10 +13,9 @@
 //! - [`replay`]: the replay venue (the execution model) and the replay driver;
 //! - [`report`]: the evaluation report (JSON) and [`html`] its self-contained page.
 
-// TEMPORARY until `pipeline::features`/`pipeline::metrics` land: then `pub use pipeline::{features, metrics};`.
-#[doc(hidden)]
-pub mod contract;
-pub use contract::{features, metrics};
+/// The feature state, normaliser and `EdgeModel` trait, and the metrics, from `pipeline`
+/// (re-exported so a strategy needs only this crate).
+pub use pipeline::{features, metrics};
 
 pub mod html;
 pub mod ols;
