@@ -225,6 +225,26 @@ impl Report {
     pub fn to_json_pretty(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report always serialises")
     }
+
+    /// Writes the JSON to `path` and the HTML page beside it (`path` with `.html`), each
+    /// atomically; returns the page's path.
+    pub fn write(&self, path: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+        let html = path.with_extension("html");
+        if html == path {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "--out {}: the report JSON cannot be the .html page",
+                    path.display()
+                ),
+            ));
+        }
+        let mut json = self.to_json_pretty();
+        json.push('\n');
+        pipeline::schema::write_atomic(path, json.as_bytes())?;
+        pipeline::schema::write_atomic(&html, crate::html::render(self).as_bytes())?;
+        Ok(html)
+    }
 }
 
 /// The fee of `fill` with the multiplier scaled by `num/den` (rounded up to Kalshi's 1e-4

@@ -306,3 +306,51 @@ fn empty_report_says_no_trades() {
     let _ = strategy::html::render(&r);
     let _ = r.to_json_pretty();
 }
+
+#[test]
+fn report_writes_json_and_the_page_beside_it() {
+    let (lines, labels) = generated(2, 120, 30, T0);
+    let a = run_rnn(0.09, lines, &labels, ReplayConfig::default());
+    let r = build_report(
+        "t",
+        &[fold("a", false, a.clone(), a)],
+        &ReportOptions::default(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("eval.json");
+    let page = r.write(&out).unwrap();
+    assert_eq!(page, dir.path().join("eval.html"));
+    let back: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(back["strategy"], "t");
+    assert!(std::fs::read_to_string(&page)
+        .unwrap()
+        .starts_with("<!doctype html>"));
+    assert!(r.write(&dir.path().join("x.html")).is_err());
+}
+
+#[test]
+fn a_strategy_file_builds_rnn_edge_or_names_the_bad_field() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/strategy.example.json"
+    );
+    let mut file = pipeline::schema::Strategy::load(std::path::Path::new(path)).unwrap();
+    // The example's six illustrative features are not the feature set: named as such.
+    let err = RnnEdge::from_strategy(&file, Box::new(MidModel { shift: 0.0 }), FeeMultiplier::ONE)
+        .err()
+        .unwrap();
+    assert!(err.to_string().starts_with("model.features"), "{err}");
+    let model = file.model.as_mut().unwrap();
+    model.features = identity_specs();
+    model.n_features = model.features.len();
+    assert!(
+        RnnEdge::from_strategy(&file, Box::new(MidModel { shift: 0.0 }), FeeMultiplier::ONE)
+            .is_ok()
+    );
+    file.model = None;
+    let err = RnnEdge::from_strategy(&file, Box::new(MidModel { shift: 0.0 }), FeeMultiplier::ONE)
+        .err()
+        .unwrap();
+    assert!(err.to_string().starts_with("model"), "{err}");
+}
