@@ -194,7 +194,7 @@ fn section_rows(out: &mut String, s: &Section) {
         ci(&p.per_market),
         ci(&p.per_trade),
         p.open_trades,
-        format!("{:?}", s.verdict).to_lowercase()
+        s.verdict.as_str()
     );
 }
 

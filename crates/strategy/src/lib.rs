@@ -28,8 +28,10 @@ pub mod runtime;
 pub mod types;
 pub mod venue;
 
-pub use replay::{replay, Latency, ReplayConfig, ReplayError, ReplayResult, ReplayVenue};
-pub use report::{build_report, FoldInput, Report};
+pub use replay::{
+    replay, replay_fold, Latency, ReplayConfig, ReplayError, ReplayResult, ReplayVenue,
+};
+pub use report::{build_report, FoldInput, Report, ReportOptions, Verdict};
 pub use rnn_edge::RnnEdge;
 pub use runtime::{Journal, MarketContext, Runtime, Strategy};
 pub use types::{Decision, Fill, Intent, Order, Settlement, Side};

@@ -499,3 +499,32 @@ pub fn replay<S: Strategy>(
 pub fn sort_lines(lines: &mut [Line]) {
     lines.sort_by_key(Line::ts_ms);
 }
+
+/// One fold for the report: replays `lines()` twice through a fresh strategy from `make`, once
+/// with `cfg` and once with one more step of latency (the robustness row). `lines` is called
+/// once per run, so it can re-read the files instead of holding them.
+#[allow(clippy::too_many_arguments)]
+pub fn replay_fold<S: Strategy, I: IntoIterator<Item = Line>>(
+    name: &str,
+    in_sample: bool,
+    mut make: impl FnMut() -> S,
+    risk: &Risk,
+    execution: &Execution,
+    cfg: ReplayConfig,
+    labels: &BTreeMap<MarketTicker, Outcome>,
+    close_times: &BTreeMap<MarketTicker, i64>,
+    mut lines: impl FnMut() -> I,
+) -> Result<crate::report::FoldInput, ReplayError> {
+    let (main, _) = replay(make(), risk, execution, cfg, labels, close_times, lines())?;
+    let later = ReplayConfig {
+        latency: cfg.latency.one_more_step(),
+        ..cfg
+    };
+    let (late, _) = replay(make(), risk, execution, later, labels, close_times, lines())?;
+    Ok(crate::report::FoldInput {
+        name: name.to_string(),
+        in_sample,
+        main,
+        extra_latency: Some(late),
+    })
+}

@@ -211,6 +211,19 @@ pub enum Verdict {
     Edge,
 }
 
+impl Verdict {
+    /// The JSON name (`no_edge_shown`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::NoTrades => "no_trades",
+            Verdict::NoEdgeShown => "no_edge_shown",
+            Verdict::Loses => "loses",
+            Verdict::Fragile => "fragile",
+            Verdict::Edge => "edge",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     pub schema: &'static str,

@@ -147,6 +147,7 @@ fn independent_fee(centis: i64, p: i64, mult_num: u128, mult_den: u128) -> Money
 #[test]
 fn fees_and_pnl_reconcile_to_the_cent_with_the_fill_log() {
     let (lines, labels) = generated(8, 300, 45, T0);
+    let lines_again = lines.clone();
     let main = run_rnn(0.09, lines.clone(), &labels, ReplayConfig::default());
     let late = run_rnn(
         0.09,
@@ -157,6 +158,25 @@ fn fees_and_pnl_reconcile_to_the_cent_with_the_fill_log() {
             ..ReplayConfig::default()
         },
     );
+    // replay_fold runs the same two replays.
+    let risk = pipeline::schema::strategy::Risk {
+        cooldown_s: 20,
+        ..loose_risk()
+    };
+    let folded = strategy::replay_fold(
+        "f1",
+        false,
+        || rnn(0.09),
+        &risk,
+        &execution(5),
+        ReplayConfig::default(),
+        &labels,
+        &BTreeMap::new(),
+        || lines_again.clone(),
+    )
+    .unwrap();
+    assert_eq!(folded.main, main);
+    assert_eq!(folded.extra_latency.as_ref(), Some(&late));
     let fills = main.journal.fills.clone();
     assert!(fills.len() > 20, "{} fills", fills.len());
     let report = build_report(
