@@ -254,3 +254,143 @@ impl RiskGate {
         self.last_order.insert(market.clone(), now_ms);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipeline::money::{FeeMultiplier, Price};
+
+    use crate::types::{Fill, Order, Side};
+
+    const NOW: i64 = 1_778_457_600_000;
+
+    fn risk() -> Risk {
+        Risk {
+            max_contracts_per_market: Count::from_contracts(20),
+            max_open_markets: 5,
+            max_orders_per_minute: 100,
+            cooldown_s: 0,
+            max_daily_loss: Money::from_cents(100_000),
+            no_entry_last_s: 60,
+            max_total_exposure: None,
+        }
+    }
+
+    fn intent(market: &str, count: i64, limit_cents: i64) -> Intent {
+        Intent {
+            market: MarketTicker::from(market),
+            side: Side::Yes,
+            count: Count::from_contracts(count),
+            limit: Price::from_cents(limit_cents).unwrap(),
+            model_p: None,
+            mid: None,
+            edge: None,
+            reason: String::new(),
+        }
+    }
+
+    fn fill(p: &mut Portfolio, market: &str, count: i64, cents: i64) {
+        let order = Order {
+            id: 1,
+            market: MarketTicker::from(market),
+            side: Side::Yes,
+            count: Count::from_contracts(count),
+            limit: Price::from_cents(cents).unwrap(),
+            time_in_force: pipeline::schema::strategy::TimeInForce::ImmediateOrCancel,
+            decision_ts_ms: NOW,
+            model_p: None,
+            mid: None,
+            close_ts_ms: None,
+        };
+        p.order_sent(&order);
+        let price = Price::from_cents(cents).unwrap();
+        let count = Count::from_contracts(count);
+        p.apply_fill(&Fill {
+            order_id: 1,
+            market: order.market.clone(),
+            ts_ms: NOW,
+            side: Side::Yes,
+            price,
+            count,
+            fee: pipeline::money::trading_fee(
+                pipeline::money::Liquidity::Taker,
+                FeeMultiplier::ONE,
+                count,
+                price,
+            ),
+            decision_ts_ms: NOW,
+            model_p: None,
+            mid: None,
+            close_ts_ms: None,
+        });
+        p.order_done(&order.market, 1);
+    }
+
+    #[test]
+    fn reduces_to_the_room_left_in_the_market() {
+        let mut p = Portfolio::new(FeeMultiplier::ONE);
+        fill(&mut p, "A", 12, 50);
+        let mut g = RiskGate::new(risk());
+        let a = g
+            .check(&intent("A", 10, 50), &p, Some(NOW + 600_000), NOW)
+            .unwrap();
+        assert_eq!(a.count, Count::from_contracts(8));
+        assert_eq!(a.reduced_by, Some(RiskLimit::MaxContractsPerMarket));
+        fill(&mut p, "A", 8, 50);
+        let e = g
+            .check(&intent("A", 1, 50), &p, Some(NOW + 600_000), NOW)
+            .unwrap_err();
+        assert_eq!(e.limit, RiskLimit::MaxContractsPerMarket);
+    }
+
+    #[test]
+    fn exposure_reduction_is_the_largest_count_that_fits_with_its_fee() {
+        // $10 cap, 50¢: 19 contracts cost $9.50 + $0.34 fee; 20 would cost $10.35.
+        let r = Risk {
+            max_total_exposure: Some(Money::from_cents(1_000)),
+            max_contracts_per_market: Count::from_contracts(100),
+            ..risk()
+        };
+        let p = Portfolio::new(FeeMultiplier::ONE);
+        let mut g = RiskGate::new(r);
+        let a = g
+            .check(&intent("A", 50, 50), &p, Some(NOW + 600_000), NOW)
+            .unwrap();
+        assert_eq!(a.count, Count::from_contracts(19));
+        assert_eq!(a.reduced_by, Some(RiskLimit::MaxTotalExposure));
+    }
+
+    #[test]
+    fn unknown_close_time_and_the_last_seconds_refuse_entries() {
+        let p = Portfolio::new(FeeMultiplier::ONE);
+        let mut g = RiskGate::new(risk());
+        for close in [None, Some(NOW + 59_999)] {
+            let e = g.check(&intent("A", 1, 50), &p, close, NOW).unwrap_err();
+            assert_eq!(e.limit, RiskLimit::NoEntryLast, "{close:?}");
+        }
+        assert!(g
+            .check(&intent("A", 1, 50), &p, Some(NOW + 60_000), NOW)
+            .is_ok());
+    }
+
+    #[test]
+    fn orders_per_minute_is_a_rolling_window() {
+        let r = Risk {
+            max_orders_per_minute: 2,
+            ..risk()
+        };
+        let p = Portfolio::new(FeeMultiplier::ONE);
+        let mut g = RiskGate::new(r);
+        let close = Some(NOW + 3_600_000);
+        g.order_sent(&MarketTicker::from("A"), NOW);
+        g.order_sent(&MarketTicker::from("B"), NOW + 30_000);
+        let e = g
+            .check(&intent("C", 1, 50), &p, close, NOW + 59_999)
+            .unwrap_err();
+        assert_eq!(e.limit, RiskLimit::MaxOrdersPerMinute);
+        // The first order is a minute old: room again.
+        assert!(g
+            .check(&intent("C", 1, 50), &p, close, NOW + 60_000)
+            .is_ok());
+    }
+}
