@@ -117,6 +117,16 @@ struct VenueMarket {
     settled: bool,
 }
 
+impl VenueMarket {
+    /// Trust starts true, as in `load_columnar`: only a `gap`/`closed` marker removes it.
+    fn new() -> VenueMarket {
+        VenueMarket {
+            trusted: true,
+            ..VenueMarket::default()
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Pending {
     order: Order,
@@ -171,7 +181,10 @@ impl ReplayVenue {
         match line {
             Line::Marker(m) => {
                 self.cancel_pending(&market, &format!("{} marker before execution", m.event));
-                let vm = self.markets.entry(market.clone()).or_default();
+                let vm = self
+                    .markets
+                    .entry(market.clone())
+                    .or_insert_with(VenueMarket::new);
                 vm.consumed.clear();
                 match m.event {
                     MarkerKind::Gap => vm.trusted = false,
@@ -185,10 +198,10 @@ impl ReplayVenue {
             }
             Line::Snapshot(r) => {
                 let split = self.cfg.split_gap_ms;
-                let vm = self.markets.entry(market.clone()).or_insert(VenueMarket {
-                    trusted: true,
-                    ..VenueMarket::default()
-                });
+                let vm = self
+                    .markets
+                    .entry(market.clone())
+                    .or_insert_with(VenueMarket::new);
                 let silence = vm.last_row_ts.is_some_and(|t| r.ts_ms - t > split);
                 vm.rows += 1;
                 vm.last_row_ts = Some(r.ts_ms);
@@ -212,7 +225,10 @@ impl ReplayVenue {
     }
 
     fn settle(&mut self, market: &MarketTicker, ts_ms: i64) {
-        let vm = self.markets.entry(market.clone()).or_default();
+        let vm = self
+            .markets
+            .entry(market.clone())
+            .or_insert_with(VenueMarket::new);
         if vm.settled {
             return;
         }
