@@ -106,7 +106,7 @@ pub fn ask_ladder(row: &SnapshotRecord, side: Side) -> Vec<(Price, Count)> {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct VenueMarket {
     rows: u64,
     trusted: bool,
@@ -117,12 +117,16 @@ struct VenueMarket {
     settled: bool,
 }
 
-impl VenueMarket {
+impl Default for VenueMarket {
     /// Trust starts true, as in `load_columnar`: only a `gap`/`closed` marker removes it.
-    fn new() -> VenueMarket {
+    fn default() -> VenueMarket {
         VenueMarket {
+            rows: 0,
             trusted: true,
-            ..VenueMarket::default()
+            last_row_ts: None,
+            close_ts_ms: None,
+            consumed: BTreeMap::new(),
+            settled: false,
         }
     }
 }
@@ -181,10 +185,7 @@ impl ReplayVenue {
         match line {
             Line::Marker(m) => {
                 self.cancel_pending(&market, &format!("{} marker before execution", m.event));
-                let vm = self
-                    .markets
-                    .entry(market.clone())
-                    .or_insert_with(VenueMarket::new);
+                let vm = self.markets.entry(market.clone()).or_default();
                 vm.consumed.clear();
                 match m.event {
                     MarkerKind::Gap => vm.trusted = false,
@@ -198,10 +199,7 @@ impl ReplayVenue {
             }
             Line::Snapshot(r) => {
                 let split = self.cfg.split_gap_ms;
-                let vm = self
-                    .markets
-                    .entry(market.clone())
-                    .or_insert_with(VenueMarket::new);
+                let vm = self.markets.entry(market.clone()).or_default();
                 let silence = vm.last_row_ts.is_some_and(|t| r.ts_ms - t > split);
                 vm.rows += 1;
                 vm.last_row_ts = Some(r.ts_ms);
@@ -225,10 +223,7 @@ impl ReplayVenue {
     }
 
     fn settle(&mut self, market: &MarketTicker, ts_ms: i64) {
-        let vm = self
-            .markets
-            .entry(market.clone())
-            .or_insert_with(VenueMarket::new);
+        let vm = self.markets.entry(market.clone()).or_default();
         if vm.settled {
             return;
         }
