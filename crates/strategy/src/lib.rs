@@ -12,6 +12,21 @@
 //! - [`venue`]: the venue and clock traits;
 //! - [`replay`]: the replay venue (the execution model) and the replay driver;
 //! - [`report`]: the evaluation report (JSON) and [`html`] its self-contained page.
+//!
+//! How `evaluate_strategy` uses it, per fold (names as in this crate):
+//!
+//! ```text
+//! let file = pipeline::schema::Strategy::load(path)?;             // strict, validated
+//! let make = || RnnEdge::from_strategy(&file, model_for_fold(), FeeMultiplier::ONE).unwrap();
+//! let fold = replay_fold("fold 1", in_sample, make, &file.risk, &file.execution,
+//!                        ReplayConfig { latency, ..Default::default() },
+//!                        &labels, &close_times, || reader_over_the_fold's_test_markets())?;
+//! let report = build_report(&file.name, &folds, &ReportOptions::default());
+//! let page = report.write(out_json)?;                             // JSON + HTML beside it
+//! ```
+//!
+//! Live trading drives the same [`runtime::Runtime`] with its own [`venue::Venue`] and
+//! [`venue::Clock`]: `runtime.on_line(&line, &clock, &mut venue)` per recorder line.
 
 /// The feature state, normaliser and `EdgeModel` trait, and the metrics, from `pipeline`
 /// (re-exported so a strategy needs only this crate).
