@@ -63,6 +63,10 @@ pub struct ReplayConfig {
     /// Rows of a market further apart than this (with no marker between) are not one book
     /// history: a pending order is cancelled across such a silence.
     pub split_gap_ms: i64,
+    /// Lines may arrive up to this much out of time order (files of one run interleave markets
+    /// tick by tick; a `closed` marker carries the close time, which can be a little before
+    /// the tick that wrote it): they are put back in order. Later than that is an error.
+    pub reorder_window_ms: i64,
 }
 
 fn one() -> FeeMultiplier {
@@ -75,6 +79,7 @@ impl Default for ReplayConfig {
             latency: Latency::default(),
             fee_multiplier: FeeMultiplier::ONE,
             split_gap_ms: 60_000,
+            reorder_window_ms: 10_000,
         }
     }
 }
@@ -83,7 +88,10 @@ impl Default for ReplayConfig {
 pub enum ReplayError {
     #[error("{field}: {msg}")]
     Unsupported { field: &'static str, msg: String },
-    #[error("lines out of time order: {market} at ts_ms {ts_ms} after ts_ms {previous_ms}")]
+    #[error(
+        "lines out of time order: {market} at ts_ms {ts_ms} after ts_ms {previous_ms} (more \
+         than reorder_window_ms late)"
+    )]
     TimeBackwards {
         market: MarketTicker,
         ts_ms: i64,
@@ -461,17 +469,11 @@ pub fn replay<S: Strategy>(
     let mut venue = ReplayVenue::new(cfg, labels.clone());
     let mut clock = ManualClock::default();
     let mut markets: BTreeMap<MarketTicker, MarketSeen> = BTreeMap::new();
+    let mut order = Reorder::new(cfg.reorder_window_ms);
     let mut last: Option<i64> = None;
     let mut n = 0u64;
-    for line in lines {
+    let mut step = |line: Line| {
         let ts = line.ts_ms();
-        if let Some(prev) = last.filter(|&p| ts < p) {
-            return Err(ReplayError::TimeBackwards {
-                market: line.market_ticker().clone(),
-                ts_ms: ts,
-                previous_ms: prev,
-            });
-        }
         last = Some(ts);
         n += 1;
         let seen = markets
@@ -490,6 +492,15 @@ pub fn replay<S: Strategy>(
         clock.set(ts);
         venue.observe(&line);
         runtime.on_line(&line, &clock, &mut venue);
+    };
+    for line in lines {
+        order.push(line)?;
+        while let Some(l) = order.pop_ready() {
+            step(l);
+        }
+    }
+    while let Some(l) = order.pop_any() {
+        step(l);
     }
     let end = last.unwrap_or(0);
     venue.finish(end);
@@ -538,4 +549,83 @@ pub fn replay_fold<S: Strategy, I: IntoIterator<Item = Line>>(
         main,
         extra_latency: Some(late),
     })
+}
+
+#[derive(Debug)]
+struct Queued {
+    ts: i64,
+    seq: u64,
+    line: Line,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, o: &Self) -> bool {
+        (self.ts, self.seq) == (o.ts, o.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.ts, self.seq).cmp(&(o.ts, o.seq))
+    }
+}
+
+/// Puts lines at most `window_ms` late back in time order, stably (lines with the same
+/// `ts_ms` keep their input order, so a `resync` stays before its row).
+#[derive(Debug)]
+struct Reorder {
+    window_ms: i64,
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<Queued>>,
+    seq: u64,
+    newest: Option<i64>,
+}
+
+impl Reorder {
+    fn new(window_ms: i64) -> Reorder {
+        Reorder {
+            window_ms: window_ms.max(0),
+            heap: std::collections::BinaryHeap::new(),
+            seq: 0,
+            newest: None,
+        }
+    }
+
+    fn push(&mut self, line: Line) -> Result<(), ReplayError> {
+        let ts = line.ts_ms();
+        // More than the window behind the newest line: too late to put back in order (and
+        // never before a line already released, which is at most the newest − the window).
+        if let Some(prev) = self.newest.filter(|&n| ts < n - self.window_ms) {
+            return Err(ReplayError::TimeBackwards {
+                market: line.market_ticker().clone(),
+                ts_ms: ts,
+                previous_ms: prev,
+            });
+        }
+        self.newest = Some(self.newest.map_or(ts, |n| n.max(ts)));
+        self.seq += 1;
+        self.heap.push(std::cmp::Reverse(Queued {
+            ts,
+            seq: self.seq,
+            line,
+        }));
+        Ok(())
+    }
+
+    /// The oldest line, once nothing older can still arrive within the window.
+    fn pop_ready(&mut self) -> Option<Line> {
+        let newest = self.newest?;
+        if self.heap.peek()?.0.ts + self.window_ms > newest {
+            return None;
+        }
+        self.pop_any()
+    }
+
+    fn pop_any(&mut self) -> Option<Line> {
+        Some(self.heap.pop()?.0.line)
+    }
 }

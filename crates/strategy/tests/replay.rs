@@ -289,9 +289,33 @@ fn fills_never_at_mid_never_above_limit_never_beyond_displayed_size() {
 }
 
 #[test]
-fn lines_out_of_time_order_are_an_error_naming_the_market() {
+fn lines_a_little_out_of_order_are_reordered_more_is_an_error_naming_the_market() {
+    // A `closed` marker stamped with the close time, written after another market's row of
+    // a later tick; and a resync with its row, which must stay in that order.
     let lines = vec![
+        row(M, T0, 42, 10, 44, 10, CLOSE),
+        row("KXT-B", T0 + 1000, 42, 10, 44, 10, CLOSE),
+        marker(M, T0 + 500, MarkerKind::Gap),
+        marker(M, T0 + 1000, MarkerKind::Resync),
         row(M, T0 + 1000, 42, 10, 44, 10, CLOSE),
+        row(M, T0 + 2000, 42, 10, 44, 10, CLOSE),
+    ];
+    let r = run(
+        Scripted {
+            buys: vec![buy(T0, Side::Yes, 5, 44), buy(T0 + 1000, Side::Yes, 5, 44)],
+        },
+        ReplayConfig::default(),
+        lines,
+    );
+    // The first order met the (re-ordered) gap and never filled; the second filled after the
+    // resync, so the resync was applied before its row.
+    assert_eq!(r.journal.orders.len(), 2);
+    let f = &r.journal.fills;
+    assert_eq!(f.len(), 1);
+    assert_eq!((f[0].order_id, f[0].ts_ms), (2, T0 + 2000));
+
+    let late = vec![
+        row(M, T0 + 60_000, 42, 10, 44, 10, CLOSE),
         row("KXT-B", T0, 42, 10, 44, 10, CLOSE),
     ];
     let err = replay(
@@ -301,10 +325,27 @@ fn lines_out_of_time_order_are_an_error_naming_the_market() {
         ReplayConfig::default(),
         &BTreeMap::new(),
         &BTreeMap::new(),
-        lines,
+        late.clone(),
     )
     .unwrap_err();
     assert!(err.to_string().contains("KXT-B"), "{err}");
+    // With no window, even a little disorder is refused.
+    let strict = ReplayConfig {
+        reorder_window_ms: 0,
+        ..ReplayConfig::default()
+    };
+    let mut small = late;
+    small[0] = row(M, T0 + 1000, 42, 10, 44, 10, CLOSE);
+    assert!(replay(
+        Scripted { buys: vec![] },
+        &loose_risk(),
+        &execution(5),
+        strict,
+        &BTreeMap::new(),
+        &BTreeMap::new(),
+        small,
+    )
+    .is_err());
 }
 
 #[test]
