@@ -254,13 +254,14 @@ pub fn render(report: &Report) -> String {
     }
     o.push_str("</table>\n<h2>Model vs market mid</h2><table><tr><th>section</th><th>steps</th>\
          <th>markets</th><th>Brier model</th><th>Brier mid</th><th>log loss model</th>\
-         <th>log loss mid</th><th>ECE model</th><th>ECE mid</th><th>model − mid coefficient [95%]</th></tr>\n");
+         <th>log loss mid</th><th>ECE model</th><th>ECE mid</th><th>traded steps</th>\
+         <th>Brier model (traded)</th><th>Brier mid (traded)</th><th>model − mid coefficient [95%]</th></tr>\n");
     for s in report.folds.iter().chain(std::iter::once(&report.overall)) {
         if let Some(m) = &s.model_vs_mid {
             let _ = writeln!(
                 o,
                 "<tr><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-                 <td>{}</td><td>{}</td><td>{}</td></tr>",
+                 <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 badge(s.in_sample),
                 esc(&s.name),
                 m.steps,
@@ -271,6 +272,9 @@ pub fn render(report: &Report) -> String {
                 num(m.log_loss_mid, 4),
                 num(m.calibration_model.ece, 4),
                 num(m.calibration_mid.ece, 4),
+                m.traded_steps,
+                num(m.brier_model_traded, 4),
+                num(m.brier_mid_traded, 4),
                 m.beyond_price.map_or("not estimable".into(), |c| format!(
                     "{} [{}, {}]",
                     num(c.estimate, 3),
@@ -329,6 +333,13 @@ pub fn render(report: &Report) -> String {
         "Net P&L by time to close at the decision ($)",
         &s.by_time_to_close,
     );
+    if report.folds.len() > 1 {
+        o.push_str("<h2>Equity by fold</h2>\n");
+        for f in &report.folds {
+            let _ = write!(o, "<h3>{}{}</h3>", badge(f.in_sample), esc(&f.name));
+            equity_chart(&mut o, &f.equity);
+        }
+    }
     o.push_str("<h2>Notes</h2><ul>");
     for n in &report.notes {
         let _ = write!(o, "<li>{}</li>", esc(n));

@@ -158,6 +158,11 @@ pub struct ModelVsMid {
     pub calibration_model: Calibration,
     pub calibration_mid: Calibration,
     pub by_horizon: Vec<HorizonRow>,
+    /// The same comparison on the steps where the strategy wanted to trade (the traded
+    /// universe): steps, Brier of the model, Brier of the mid.
+    pub traded_steps: usize,
+    pub brier_model_traded: f64,
+    pub brier_mid_traded: f64,
     /// OLS of the outcome on [1, mid, model − mid], standard errors clustered by market: the
     /// coefficient of `model − mid` with its 95% interval. None when the design is singular.
     pub beyond_price: Option<Coef>,
@@ -446,6 +451,7 @@ fn model_vs_mid(results: &[&ReplayResult], opts: &ReportOptions) -> Option<Model
     let mut y = Vec::new();
     let mut horizon = Vec::new();
     let mut cluster = Vec::new();
+    let mut traded = Vec::new();
     let mut ids: BTreeMap<(usize, &MarketTicker), usize> = BTreeMap::new();
     for (i, r) in results.iter().enumerate() {
         for d in &r.journal.decisions {
@@ -458,6 +464,7 @@ fn model_vs_mid(results: &[&ReplayResult], opts: &ReportOptions) -> Option<Model
             mid.push(d.mid);
             y.push(outcome.value());
             horizon.push(d.seconds_to_close);
+            traded.push(d.action.is_some());
         }
     }
     if p.is_empty() {
@@ -489,6 +496,14 @@ fn model_vs_mid(results: &[&ReplayResult], opts: &ReportOptions) -> Option<Model
         .map(|(p, m)| vec![1.0, *m, p - m])
         .collect();
     let beyond_price = ols_clustered(&x, &y, &cluster).map(|f| f.coefs[2]);
+    let pick_traded = |v: &[f64]| {
+        v.iter()
+            .zip(&traded)
+            .filter(|(_, t)| **t)
+            .map(|(x, _)| *x)
+            .collect::<Vec<f64>>()
+    };
+    let y_traded = pick_traded(&y);
     Some(ModelVsMid {
         steps: p.len(),
         markets: ids.len(),
@@ -501,6 +516,9 @@ fn model_vs_mid(results: &[&ReplayResult], opts: &ReportOptions) -> Option<Model
         calibration_model: calibration(&p, &y, opts.calibration_bins),
         calibration_mid: calibration(&mid, &y, opts.calibration_bins),
         by_horizon,
+        traded_steps: y_traded.len(),
+        brier_model_traded: metrics::brier(&pick_traded(&p), &y_traded),
+        brier_mid_traded: metrics::brier(&pick_traded(&mid), &y_traded),
         adds_information: beyond_price.map(|c| c.lo > 0.0),
         beyond_price,
     })
@@ -669,8 +687,16 @@ fn section(name: &str, parts: &[&FoldInput], opts: &ReportOptions) -> Section {
     }
     if let Some(m) = &mvm {
         summary.push(format!(
-            "{tag}Model vs mid on {} steps of {} markets: Brier {:.4} vs {:.4}, log loss {:.4} vs {:.4}.",
-            m.steps, m.markets, m.brier_model, m.brier_mid, m.log_loss_model, m.log_loss_mid
+            "{tag}Model vs mid on {} steps of {} markets: Brier {:.4} vs {:.4}, log loss {:.4} vs {:.4}; on the {} steps it wanted to trade, Brier {:.4} vs {:.4}.",
+            m.steps,
+            m.markets,
+            m.brier_model,
+            m.brier_mid,
+            m.log_loss_model,
+            m.log_loss_mid,
+            m.traded_steps,
+            m.brier_model_traded,
+            m.brier_mid_traded
         ));
         summary.push(format!(
             "{tag}{}",
