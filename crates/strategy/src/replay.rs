@@ -73,6 +73,32 @@ fn one() -> FeeMultiplier {
     FeeMultiplier::ONE
 }
 
+impl ReplayConfig {
+    /// Every setting in range, or the first that is not, by name.
+    pub fn validate(&self) -> Result<(), ReplayError> {
+        let bad = |field, msg: String| Err(ReplayError::Config { field, msg });
+        if self.latency.rows < 1 {
+            return bad(
+                "latency.rows",
+                "must be ≥ 1: an order never executes on the row it was decided on".into(),
+            );
+        }
+        if self.latency.ms < 0 {
+            return bad("latency_ms", format!("{} is negative", self.latency.ms));
+        }
+        if self.split_gap_ms <= 0 {
+            return bad("split_gap_ms", format!("{} must be > 0", self.split_gap_ms));
+        }
+        if self.reorder_window_ms < 0 {
+            return bad(
+                "reorder_window_ms",
+                format!("{} is negative", self.reorder_window_ms),
+            );
+        }
+        Ok(())
+    }
+}
+
 impl Default for ReplayConfig {
     fn default() -> Self {
         ReplayConfig {
@@ -88,6 +114,8 @@ impl Default for ReplayConfig {
 pub enum ReplayError {
     #[error("{field}: {msg}")]
     Unsupported { field: &'static str, msg: String },
+    #[error("replay {field}: {msg}")]
+    Config { field: &'static str, msg: String },
     #[error(
         "lines out of time order: {market} at ts_ms {ts_ms} after ts_ms {previous_ms} (more \
          than reorder_window_ms late)"
@@ -459,6 +487,7 @@ pub fn replay<S: Strategy>(
     lines: impl IntoIterator<Item = Line>,
 ) -> Result<(ReplayResult, S), ReplayError> {
     check_execution(execution)?;
+    cfg.validate()?;
     let mut runtime = Runtime::new(
         strategy,
         risk.clone(),

@@ -388,3 +388,42 @@ fn unlabelled_markets_stay_open() {
     assert!(r.journal.settlements.is_empty());
     assert_eq!(r.open_markets(), vec![tk(M)]);
 }
+
+#[test]
+fn bad_replay_settings_are_named() {
+    for (cfg, field) in [
+        (
+            ReplayConfig {
+                latency: Latency { rows: 0, ms: 0 },
+                ..ReplayConfig::default()
+            },
+            "latency.rows",
+        ),
+        (
+            ReplayConfig {
+                latency: Latency { rows: 1, ms: -5 },
+                ..ReplayConfig::default()
+            },
+            "latency_ms",
+        ),
+        (
+            ReplayConfig {
+                split_gap_ms: 0,
+                ..ReplayConfig::default()
+            },
+            "split_gap_ms",
+        ),
+    ] {
+        let err = replay(
+            Scripted { buys: vec![] },
+            &loose_risk(),
+            &execution(5),
+            cfg,
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            Vec::new(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains(field), "{err}");
+    }
+}
