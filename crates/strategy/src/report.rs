@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::metrics;
 use crate::ols::{ols_clustered, Coef};
 use crate::replay::ReplayResult;
+use crate::runtime::SkipReason;
 use crate::types::{Fill, Side};
 
 /// The `schema` of the report JSON.
@@ -194,6 +195,12 @@ pub struct Section {
     pub orders: u64,
     /// Intents the risk gate refused, by limit.
     pub refused: BTreeMap<String, u64>,
+    /// Intents not sent because the book was untrusted, and orders the venue rejected.
+    pub skipped_untrusted: u64,
+    pub venue_rejected: u64,
+    /// Orders that ended with part or all of their count cancelled (IOC remainder, marker,
+    /// silence, end of data).
+    pub cancelled_orders: u64,
     pub pnl: Pnl,
     pub robustness: Vec<RobustRow>,
     pub model_vs_mid: Option<ModelVsMid>,
@@ -585,6 +592,14 @@ fn verdict(base: &Pnl, stress: &[RobustRow]) -> Verdict {
     }
 }
 
+fn count_skips(results: &[&ReplayResult], f: impl Fn(&SkipReason) -> bool) -> u64 {
+    results
+        .iter()
+        .flat_map(|r| &r.journal.skipped)
+        .filter(|s| f(&s.why))
+        .count() as u64
+}
+
 fn section(name: &str, parts: &[&FoldInput], opts: &ReportOptions) -> Section {
     let in_sample = parts.iter().any(|f| f.in_sample);
     let mains: Vec<&ReplayResult> = parts.iter().map(|f| &f.main).collect();
@@ -725,6 +740,9 @@ fn section(name: &str, parts: &[&FoldInput], opts: &ReportOptions) -> Section {
         lines: mains.iter().map(|r| r.lines).sum(),
         orders: mains.iter().map(|r| r.journal.orders.len() as u64).sum(),
         refused,
+        skipped_untrusted: count_skips(&mains, |w| matches!(w, SkipReason::Untrusted)),
+        venue_rejected: count_skips(&mains, |w| matches!(w, SkipReason::Venue(_))),
+        cancelled_orders: mains.iter().map(|r| r.journal.cancels.len() as u64).sum(),
         by_entry_price: by_entry_price(&trades),
         by_time_to_close: by_time_to_close(&trades),
         pnl,
