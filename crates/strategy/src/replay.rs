@@ -4,7 +4,7 @@
 //! Execution model (DESIGN.md §4):
 //! - an order decided on the row at `T` executes against the market's book at its first row
 //!   that is at least [`Latency::rows`] rows later and has `ts_ms ≥ T +` [`Latency::ms`]
-//!   (default: the next row);
+//!   and `ts_ms > T` (default: the next row);
 //! - it buys at the displayed ask for at most the displayed size, walking the depth ladder
 //!   (YES asks = 1 − NO bids, NO asks = 1 − YES bids) when the row records one, never above
 //!   the limit; immediate-or-cancel remainders are cancelled, fill-or-kill fills all or none;
@@ -282,6 +282,8 @@ impl ReplayVenue {
                 p.order.market == row.market_ticker
                     && rows >= p.rows_at_submit + u64::from(lat.rows)
                     && row.ts_ms >= p.order.decision_ts_ms + lat.ms
+                    // A repeated row of the decision's instant is not a later book.
+                    && row.ts_ms > p.order.decision_ts_ms
             });
         self.pending = keep;
         for p in due {

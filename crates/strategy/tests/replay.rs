@@ -427,3 +427,25 @@ fn bad_replay_settings_are_named() {
         assert!(err.to_string().contains(field), "{err}");
     }
 }
+
+#[test]
+fn a_repeated_row_of_the_decision_instant_is_not_the_next_book() {
+    let lines = vec![
+        row(M, T0, 42, 10, 44, 10, CLOSE),
+        row(M, T0, 40, 10, 42, 10, CLOSE), // same instant again (not from the recorder)
+        row(M, T0 + 1000, 42, 10, 44, 10, CLOSE),
+    ];
+    let r = run(
+        Scripted {
+            buys: vec![buy(T0, Side::Yes, 1, 44)],
+        },
+        ReplayConfig::default(),
+        lines,
+    );
+    let f = &r.journal.fills;
+    assert!(!f.is_empty());
+    assert!(
+        f.iter().all(|f| f.ts_ms == T0 + 1000 && f.price == c(44)),
+        "{f:?}"
+    );
+}
