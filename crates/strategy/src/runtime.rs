@@ -231,7 +231,12 @@ impl<S: Strategy> Runtime<S> {
             .decisions
             .extend(self.strategy.drain_decisions());
         for intent in intents {
-            self.send(intent, close_ts_ms, trusted, now, venue);
+            // An intent may name another market than the line's: judge it by that market.
+            let (close, ok) = self
+                .markets
+                .get(&intent.market)
+                .map_or((None, false), |m| (m.close_ts_ms, m.trusted && !m.done));
+            self.send(intent, close, ok, now, venue);
         }
         if closed {
             self.market_done(&market);
