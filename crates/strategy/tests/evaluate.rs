@@ -407,3 +407,65 @@ fn replay_from_snapshot_files_equals_replay_from_memory() {
     assert!(!from_memory.journal.fills.is_empty());
     assert_eq!(from_files, from_memory);
 }
+
+/// A test-only model that knows each market's outcome: it certainly adds information beyond
+/// the price.
+struct Oracle(BTreeMap<MarketTicker, Outcome>);
+
+impl strategy::features::EdgeModel for Oracle {
+    fn step(&mut self, market: &MarketTicker, x: &[f32], _reset: bool) -> f64 {
+        let tilt = if self.0[market] == Outcome::Yes {
+            0.1
+        } else {
+            -0.1
+        };
+        (f64::from(x[0]) + tilt).clamp(0.01, 0.99)
+    }
+    fn forget(&mut self, _market: &MarketTicker) {}
+}
+
+#[test]
+fn the_regression_sees_information_beyond_the_price_only_when_there_is_some() {
+    let (lines, labels) = generated(8, 300, 45, T0);
+    let oracle = RnnEdge::new(
+        FeatureConfig::default(),
+        Normalizer::from_specs(&identity_specs()).unwrap(),
+        Box::new(Oracle(labels.clone())),
+        signals(),
+        execution(5),
+        FeeMultiplier::ONE,
+    );
+    let (a, _) = replay(
+        oracle,
+        &loose_risk(),
+        &execution(5),
+        ReplayConfig::default(),
+        &labels,
+        &BTreeMap::new(),
+        lines.clone(),
+    )
+    .unwrap();
+    let r = build_report(
+        "t",
+        &[fold("a", false, a.clone(), a)],
+        &ReportOptions::default(),
+    );
+    let m = r.overall.model_vs_mid.as_ref().unwrap();
+    assert_eq!(m.adds_information, Some(true), "{:?}", m.beyond_price);
+    assert!(m.brier_model < m.brier_mid);
+    assert!(r
+        .overall
+        .summary
+        .iter()
+        .any(|l| l.contains("adds information")));
+    // A constant shift of the mid carries no information: not estimable apart from the
+    // intercept, and never claimed.
+    let b = run_rnn(0.09, lines, &labels, ReplayConfig::default());
+    let r = build_report(
+        "t",
+        &[fold("b", false, b.clone(), b)],
+        &ReportOptions::default(),
+    );
+    let m = r.overall.model_vs_mid.as_ref().unwrap();
+    assert_ne!(m.adds_information, Some(true), "{:?}", m.beyond_price);
+}
