@@ -193,6 +193,8 @@ pub struct Section {
     pub markets_labelled: u64,
     pub lines: u64,
     pub orders: u64,
+    /// The execution latency of the main replay (the robustness row adds one row).
+    pub latency: Option<crate::replay::Latency>,
     /// Intents the risk gate refused, by limit.
     pub refused: BTreeMap<String, u64>,
     /// Intents not sent because the book was untrusted, and orders the venue rejected.
@@ -739,6 +741,7 @@ fn section(name: &str, parts: &[&FoldInput], opts: &ReportOptions) -> Section {
         markets_labelled,
         lines: mains.iter().map(|r| r.lines).sum(),
         orders: mains.iter().map(|r| r.journal.orders.len() as u64).sum(),
+        latency: mains.first().map(|r| r.config.latency),
         refused,
         skipped_untrusted: count_skips(&mains, |w| matches!(w, SkipReason::Untrusted)),
         venue_rejected: count_skips(&mains, |w| matches!(w, SkipReason::Venue(_))),
