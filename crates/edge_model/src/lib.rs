@@ -23,9 +23,13 @@
 //! assert_eq!(net.forward(&xs).size(), [2, 5]); // one logit per step
 //! ```
 
+pub mod lstm_model;
 mod net;
+pub mod train;
+pub mod trainer;
 mod weights;
 
+pub use lstm_model::{LoadError, LstmEdgeModel};
 pub use net::{EdgeNet, EdgeNetConfig};
 pub use tch::nn::LSTMState;
 pub use weights::{load_safetensors, save_safetensors};

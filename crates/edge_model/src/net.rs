@@ -124,6 +124,26 @@ impl EdgeNet {
         self.forward_t(xs, false)
     }
 
+    /// Logits for `xs` (`[batch, seq, features]`) starting from `state` (`None` = the zero
+    /// state), and the state after the last step: truncated back-propagation through time
+    /// carries it from one chunk to the next. With `train`, dropout is active.
+    pub fn forward_from(
+        &self,
+        xs: &Tensor,
+        state: Option<&LSTMState>,
+        train: bool,
+    ) -> (Tensor, LSTMState) {
+        let dims = xs.size();
+        assert!(
+            dims.len() == 3 && dims[2] == self.n_features,
+            "EdgeNet::forward_from expects [batch, seq, {}] input, got {dims:?}",
+            self.n_features
+        );
+        let (out, state) = self.lstm(xs, state, train);
+        let out = out.dropout(self.cfg.dropout, train);
+        (self.head.forward(&out).squeeze_dim(-1), state)
+    }
+
     /// One streaming step: `x` is `[batch, features]` (one snapshot per sequence), `state` the
     /// state returned by the previous step (`None` = start of the sequence). Returns the logits
     /// `[batch]` and the state to carry. Feeding a sequence step by step gives the same logits
