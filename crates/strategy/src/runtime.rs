@@ -44,6 +44,19 @@ pub trait Strategy {
     }
 }
 
+/// A boxed strategy is a strategy (the runner picks the built-in or a plugin at run time).
+impl<T: Strategy + ?Sized> Strategy for Box<T> {
+    fn on_line(&mut self, line: &Line, ctx: &MarketContext<'_>, now_ms: i64) -> Vec<Intent> {
+        (**self).on_line(line, ctx, now_ms)
+    }
+    fn on_market_done(&mut self, market: &MarketTicker) {
+        (**self).on_market_done(market)
+    }
+    fn drain_decisions(&mut self) -> Vec<Decision> {
+        (**self).drain_decisions()
+    }
+}
+
 /// An intent the runtime did not send, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Skipped {

@@ -403,7 +403,24 @@ fn replay_from_snapshot_files_equals_replay_from_memory() {
         ReplayConfig::default(),
     );
     assert!(reader.report().is_clean());
-    let from_memory = run_rnn(0.09, lines, &labels, ReplayConfig::default());
+    let from_memory = run_rnn(0.09, lines.clone(), &labels, ReplayConfig::default());
+    // A boxed strategy behaves the same.
+    let boxed: Box<dyn strategy::Strategy> = Box::new(rnn(0.09));
+    let risk = pipeline::schema::strategy::Risk {
+        cooldown_s: 20,
+        ..loose_risk()
+    };
+    let (from_box, _) = replay(
+        boxed,
+        &risk,
+        &execution(5),
+        ReplayConfig::default(),
+        &labels,
+        &BTreeMap::new(),
+        lines,
+    )
+    .unwrap();
+    assert_eq!(from_box, from_memory);
     assert!(!from_memory.journal.fills.is_empty());
     assert_eq!(from_files, from_memory);
 }
