@@ -3,6 +3,10 @@
 //! memory but the current row): `cargo run --release -p strategy --example replay_rate --
 //! [days] [grid_ms]` (defaults: 1 day, 100 ms grid). The model is a deterministic function of
 //! the mid (no libtorch), so this measures the runtime, not the network.
+//!
+//! Measured 2026-12-03 on the team's shared 2-core machine (load ≈ 4 from other builds),
+//! `strategy` and `pipeline` at opt-level 3: 30 days at 100 ms (2,880 markets, 25.9 M lines,
+//! 2.59 M model steps) in 56 s, 464 k lines/s, one thread.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
