@@ -19,7 +19,7 @@ LABELS_OUT ?=
 UNRESOLVED_OUT ?=
 SYNC_LABELS_ARGS ?=
 
-.PHONY: setup build test lint fmt bench clean-libtorch demo download labels sync-labels
+.PHONY: setup build test lint fmt bench clean-libtorch demo download labels sync-labels train smoke-train
 
 setup:
 	@"$(ROOT)/scripts/setup-libtorch.sh"
@@ -71,3 +71,22 @@ fmt:
 
 clean-libtorch:
 	rm -rf "$(ROOT)/.libtorch"
+
+# Training (train_edge_rnn): snapshots in the config's data_dir + labels_path -> the folder of
+# strategy_path (model.safetensors, strategy.json, metrics.json). TRAIN_ARGS adds flags, e.g.
+# TRAIN_ARGS="--epochs 30 --hidden 64 --threads 2".
+TRAIN_ARGS ?=
+SMOKE_DIR ?= pipeline_data/smoke
+
+train: setup
+	cd "$(ROOT)" && $(CARGO) run --release -p train_edge_rnn -- --config "$(CONFIG)" $(TRAIN_ARGS)
+
+# A tiny model on a tiny generated history, in seconds (plus the build): generate, train, load.
+smoke-train: setup
+	cd "$(ROOT)" && rm -rf "$(SMOKE_DIR)" && $(CARGO) build --release -p kalshi_sim -p train_edge_rnn
+	cd "$(ROOT)" && target/release/kalshi_sim generate --out-dir "$(SMOKE_DIR)/data" --days 0.1 \
+		--market-minutes 2 --snapshot-ms 500 --depth 0 --planted-edge 0.5 --seed 1
+	cd "$(ROOT)" && target/release/train_edge_rnn --config config/sim.json \
+		--snapshots "$(SMOKE_DIR)/data/*.snap_*ms.jsonl.gz" --labels "$(SMOKE_DIR)/data/labels.json" \
+		--outdir "$(SMOKE_DIR)/model" --epochs 2 --hidden 8 --window 60 --batch 16
+	cd "$(ROOT)" && target/release/train_edge_rnn --check "$(SMOKE_DIR)/model/strategy.json"

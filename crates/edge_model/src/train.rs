@@ -13,7 +13,7 @@ use std::time::Instant;
 use pipeline::dataset::MarketData;
 use pipeline::features::{Normalizer, N_FEATURES};
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use tch::nn::{self, OptimizerConfig, VarStore};
 use tch::{Device, Kind, Reduction, Tensor};
 
@@ -121,7 +121,9 @@ pub struct Trained {
     pub train_seconds: f64,
 }
 
-/// Builds a network with `cfg`'s shape, seeded.
+/// Builds a network with `cfg`'s shape, its weights drawn from a ChaCha RNG seeded by
+/// `cfg.seed` (PyTorch's bounds: ±1/√hidden for the LSTM, ±1/√fan_in for the head), not from
+/// libtorch's process-global RNG, so folds trained on parallel threads stay reproducible.
 pub fn new_net(cfg: &TrainConfig) -> Result<(VarStore, EdgeNet), ModelError> {
     tch::manual_seed(cfg.seed as i64);
     let vs = VarStore::new(cfg.device);
@@ -134,6 +136,24 @@ pub fn new_net(cfg: &TrainConfig) -> Result<(VarStore, EdgeNet), ModelError> {
             dropout: cfg.dropout,
         },
     )?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_0f_1a7e);
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    // The LSTM's bound and the head's (its fan-in is the hidden size) are the same.
+    for (_, var) in vars {
+        let bound = 1.0 / (cfg.hidden as f64).sqrt();
+        let n = var.numel();
+        let data: Vec<f32> = (0..n)
+            .map(|_| rng.gen_range(-bound..bound) as f32)
+            .collect();
+        let values = Tensor::from_slice(&data)
+            .view(var.size().as_slice())
+            .to_device(cfg.device);
+        tch::no_grad(|| {
+            let mut v = var.shallow_clone();
+            v.copy_(&values);
+        });
+    }
     Ok((vs, net))
 }
 

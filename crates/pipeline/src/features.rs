@@ -423,6 +423,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_strategy_lists_exactly_these_features() {
+        let text = include_str!("../../../config/strategy.example.json");
+        let s = crate::schema::strategy::Strategy::parse_str(text, "example").unwrap();
+        Normalizer::from_specs(&s.model.unwrap().features).unwrap();
+    }
+
+    #[test]
     fn normalizer_checks_names_and_round_trips_fit() {
         let xs = [[1f32; N_FEATURES], [3f32; N_FEATURES]];
         let specs = Normalizer::fit(xs.iter());

@@ -356,18 +356,17 @@ fn a_strategy_file_builds_rnn_edge_or_names_the_bad_field() {
         "/../../config/strategy.example.json"
     );
     let mut file = pipeline::schema::Strategy::load(std::path::Path::new(path)).unwrap();
-    // The example's six illustrative features are not the feature set: named as such.
-    let err = RnnEdge::from_strategy(&file, Box::new(MidModel { shift: 0.0 }), FeeMultiplier::ONE)
-        .err()
-        .unwrap();
-    assert!(err.to_string().starts_with("model.features"), "{err}");
-    let model = file.model.as_mut().unwrap();
-    model.features = identity_specs();
-    model.n_features = model.features.len();
+    // The example lists the feature set: it builds.
     assert!(
         RnnEdge::from_strategy(&file, Box::new(MidModel { shift: 0.0 }), FeeMultiplier::ONE)
             .is_ok()
     );
+    // A feature the feature set does not have is named as such.
+    file.model.as_mut().unwrap().features[1].name = "seconds_to_close_frac".into();
+    let err = RnnEdge::from_strategy(&file, Box::new(MidModel { shift: 0.0 }), FeeMultiplier::ONE)
+        .err()
+        .unwrap();
+    assert!(err.to_string().starts_with("model.features"), "{err}");
     file.model = None;
     let err = RnnEdge::from_strategy(&file, Box::new(MidModel { shift: 0.0 }), FeeMultiplier::ONE)
         .err()

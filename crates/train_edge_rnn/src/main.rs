@@ -87,6 +87,28 @@ struct Cli {
     /// Markets with fewer steps are left out (and listed).
     #[arg(long = "min-steps", default_value_t = 30)]
     min_steps: usize,
+    /// Train nothing: load this strategy.json and its model (schema, weights hash, features,
+    /// shapes) and say whether it can run.
+    #[arg(long = "check", value_name = "STRATEGY")]
+    check: Option<PathBuf>,
+}
+
+fn check(path: &std::path::Path) -> anyhow::Result<String> {
+    let s = pipeline::schema::strategy::Strategy::load(path)?;
+    let (model, _) = edge_model::LstmEdgeModel::load(&s)?;
+    let cfg = model.net().config();
+    Ok(format!(
+        "{}: ok: {} ({:?}), LSTM {} features -> {} hidden x {} layer(s), weights {}\n",
+        path.display(),
+        s.name,
+        s.strategy_type,
+        cfg.n_features,
+        cfg.hidden,
+        cfg.layers,
+        s.weights_path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    ))
 }
 
 struct Bar {
@@ -137,6 +159,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let tty = std::io::stderr().is_terminal();
     init_tracing(tty);
+    if let Some(path) = &cli.check {
+        return match check(path) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("train_edge_rnn: error: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     match options(&cli) {
         Ok(opts) => match run(&opts, &mut Bar { tty, bar: None }) {
             Ok(outcome) => {

@@ -286,4 +286,20 @@ fn a_truncated_snapshot_file_is_reported_and_training_goes_on() {
     let m = metrics(&out);
     let problems = m["counts"]["read_problems"].to_string();
     assert!(problems.contains(&name), "{problems}");
+
+    // --check loads what was written; a tampered weights file is refused by its hash.
+    let check = |p: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_train_edge_rnn"))
+            .arg("--check")
+            .arg(p)
+            .output()
+            .unwrap()
+    };
+    let o = check(&out.join("strategy.json"));
+    assert!(ok(&o).contains(": ok: "));
+    let mut w = std::fs::read(out.join("model.safetensors")).unwrap();
+    let n = w.len();
+    w[n - 1] ^= 1;
+    std::fs::write(out.join("model.safetensors"), w).unwrap();
+    fails(&check(&out.join("strategy.json")), "sha256 is");
 }
