@@ -49,7 +49,7 @@ pub fn device(d: SpecDevice) -> Result<Device, LoadError> {
 /// The trained network plus the per-market LSTM states.
 pub struct LstmEdgeModel {
     // Holds the tensors `net` refers to.
-    _vs: VarStore,
+    vs: VarStore,
     net: EdgeNet,
     device: Device,
     states: HashMap<MarketTicker, LSTMState>,
@@ -60,7 +60,7 @@ impl LstmEdgeModel {
     pub fn new(vs: VarStore, net: EdgeNet) -> LstmEdgeModel {
         let device = vs.device();
         LstmEdgeModel {
-            _vs: vs,
+            vs,
             net,
             device,
             states: HashMap::new(),
@@ -92,6 +92,21 @@ impl LstmEdgeModel {
         )?;
         load_safetensors(&mut vs, &spec.weights)?;
         Ok((LstmEdgeModel::new(vs, net), norm))
+    }
+
+    /// A fresh model (no market states) with a copy of the weights in `vs` (built for `cfg`):
+    /// one per replay run of the same trained network.
+    pub fn copy_of(vs: &VarStore, cfg: &EdgeNetConfig) -> Result<LstmEdgeModel, ModelError> {
+        let mut nvs = VarStore::new(vs.device());
+        let net = EdgeNet::new(&nvs.root(), cfg)?;
+        nvs.copy(vs)
+            .map_err(|e| ModelError::InvalidConfig(format!("copying weights: {e}")))?;
+        Ok(LstmEdgeModel::new(nvs, net))
+    }
+
+    /// A fresh copy of this model (same weights, no market states).
+    pub fn copy(&self) -> Result<LstmEdgeModel, ModelError> {
+        LstmEdgeModel::copy_of(&self.vs, self.net.config())
     }
 
     pub fn net(&self) -> &EdgeNet {
