@@ -323,9 +323,14 @@ pub fn split_by_time(markets: &[MarketData], f: SplitFractions) -> Result<Split,
         .map(|&i| markets[i].close_ms)
         .max()
         .unwrap_or(i64::MIN);
-    for i in n_train..n_train + n_val {
-        if markets[i].first_ms() < train_end {
-            split.purged.push(markets[i].ticker.clone());
+    for (i, m) in markets
+        .iter()
+        .enumerate()
+        .take(n_train + n_val)
+        .skip(n_train)
+    {
+        if m.first_ms() < train_end {
+            split.purged.push(m.ticker.clone());
         } else {
             split.val.push(i);
         }
