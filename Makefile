@@ -19,7 +19,7 @@ LABELS_OUT ?=
 UNRESOLVED_OUT ?=
 SYNC_LABELS_ARGS ?=
 
-.PHONY: setup build test lint fmt bench clean-libtorch demo download labels sync-labels train smoke-train
+.PHONY: setup build test lint fmt bench clean-libtorch demo download labels sync-labels train smoke-train evaluate
 
 setup:
 	@"$(ROOT)/scripts/setup-libtorch.sh"
@@ -78,8 +78,28 @@ clean-libtorch:
 TRAIN_ARGS ?=
 SMOKE_DIR ?= pipeline_data/smoke
 
+# After training, a fixed-mode evaluation of the new strategy on the latest markets, as the
+# original did (EVAL_AFTER_TRAIN=0 skips it; POST_TRAIN_EVAL_ARGS replaces its arguments). It
+# refuses markets the model was trained on, so it evaluates the training run's test split.
+EVAL_AFTER_TRAIN ?= 1
+POST_TRAIN_EVAL_ARGS ?= --mode fixed --test-frac 0.15
+# Where train writes (the folder of the config's strategy_path unless TRAIN_ARGS has --outdir).
+STRATEGY ?=
+EVAL_ARGS ?=
+
 train: setup
-	cd "$(ROOT)" && $(CARGO) run --release -p train_edge_rnn -- --config "$(CONFIG)" $(TRAIN_ARGS)
+	cd "$(ROOT)" && $(CARGO) build --release -p train_edge_rnn -p evaluate_strategy
+	cd "$(ROOT)" && target/release/train_edge_rnn --config "$(CONFIG)" $(TRAIN_ARGS)
+	@if [ "$(EVAL_AFTER_TRAIN)" != "0" ]; then \
+		cd "$(ROOT)" && target/release/evaluate_strategy --config "$(CONFIG)" \
+			$(if $(STRATEGY),--strategy "$(STRATEGY)") $(POST_TRAIN_EVAL_ARGS); \
+	fi
+
+# Out-of-sample replay of a strategy (STRATEGY=, default the config's strategy_path), e.g.
+# EVAL_ARGS="--mode walkforward --train-markets 200 --test-markets 50 --step-markets 50 --epochs 3".
+evaluate: setup
+	cd "$(ROOT)" && $(CARGO) run --release -p evaluate_strategy -- --config "$(CONFIG)" \
+		$(if $(STRATEGY),--strategy "$(STRATEGY)") $(EVAL_ARGS)
 
 # A tiny model on a tiny generated history, in seconds (plus the build): generate, train, load.
 smoke-train: setup

@@ -22,12 +22,14 @@ use edge_model::train::{self as tr, TrainConfig};
 use edge_model::{EdgeNetConfig, LstmEdgeModel};
 use pipeline::dataset::{self, BuildOptions, Dataset, MarketData};
 use pipeline::features::{EdgeModel, FeatureConfig, Normalizer, N_FEATURES};
-use pipeline::schema::strategy::FeatureSpec;
 use pipeline::schema::labels::{LabelsFile, Outcome};
+use pipeline::schema::strategy::FeatureSpec;
 use pipeline::schema::strategy::{Strategy as StrategyFile, StrategyType};
 use pipeline::snapshot::{parse_file_name, resolve_glob, Line, ReadOptions, SnapshotReader};
 use pipeline::{FeeMultiplier, MarketTicker};
-use strategy::{build_report, replay_fold, FoldInput, Latency, ReplayConfig, Report, ReportOptions, RnnEdge};
+use strategy::{
+    build_report, replay_fold, FoldInput, Latency, ReplayConfig, Report, ReportOptions, RnnEdge,
+};
 
 /// Evaluation mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,7 +116,11 @@ pub fn walk_forward_folds(
     let mut start = 0;
     while start + train_n + embargo + test_n <= markets.len() {
         let train: Vec<usize> = (start..start + train_n).collect();
-        let end = train.iter().map(|&i| markets[i].close_ms).max().unwrap_or(i64::MIN);
+        let end = train
+            .iter()
+            .map(|&i| markets[i].close_ms)
+            .max()
+            .unwrap_or(i64::MIN);
         let t0 = start + train_n + embargo;
         let mut plan = FoldPlan {
             name: format!("fold {}", folds.len() + 1),
@@ -217,7 +223,11 @@ fn replay_markets(
 ) -> Result<FoldInput, EvalError> {
     let tickers: HashSet<MarketTicker> = test.iter().map(|m| m.ticker.clone()).collect();
     let from = test.iter().map(|m| m.first_ms()).min().unwrap_or(0);
-    let to = test.iter().map(|m| m.close_ms.max(m.last_ms())).max().unwrap_or(0);
+    let to = test
+        .iter()
+        .map(|m| m.close_ms.max(m.last_ms()))
+        .max()
+        .unwrap_or(0);
     let files = files_for(&sh.files, from, to);
     let mut err = None;
     let make = || {
@@ -263,6 +273,23 @@ impl EdgeModel for Never {
     fn forget(&mut self, _: &MarketTicker) {}
 }
 
+/// A fold's training markets as (fit, validation): the last 15% (at least one) validate.
+pub fn fold_parts(plan: &FoldPlan) -> (&[usize], &[usize]) {
+    let n = plan.train.len();
+    let n_val = ((n as f64 * 0.15).round() as usize).clamp(1, n.saturating_sub(1).max(1));
+    plan.train.split_at(n - n_val)
+}
+
+/// The fold's normalisation statistics: from its fit markets only, never its test markets.
+pub fn fold_normalisation(ds: &Dataset, plan: &FoldPlan) -> Vec<FeatureSpec> {
+    let (fit_idx, _) = fold_parts(plan);
+    Normalizer::fit(
+        fit_idx
+            .iter()
+            .flat_map(|&i| ds.markets[i].sequences.iter().flat_map(|s| s.x.iter())),
+    )
+}
+
 /// Trains one walk-forward fold's model on its training markets.
 fn train_fold(
     file: &StrategyFile,
@@ -271,16 +298,14 @@ fn train_fold(
     epochs: usize,
     seed: u64,
 ) -> Result<(tch::nn::VarStore, EdgeNetConfig, Vec<FeatureSpec>), EvalError> {
-    let spec = file.model.as_ref().expect("checked: rnn_edge_v1 has a model");
-    let n_val = ((plan.train.len() as f64 * 0.15).round() as usize).clamp(1, plan.train.len() - 1);
-    let (fit_idx, val_idx) = plan.train.split_at(plan.train.len() - n_val);
+    let spec = file
+        .model
+        .as_ref()
+        .expect("checked: rnn_edge_v1 has a model");
+    let (fit_idx, val_idx) = fold_parts(plan);
     let fit_m: Vec<&MarketData> = fit_idx.iter().map(|&i| &ds.markets[i]).collect();
     let val_m: Vec<&MarketData> = val_idx.iter().map(|&i| &ds.markets[i]).collect();
-    let specs = Normalizer::fit(
-        fit_m
-            .iter()
-            .flat_map(|m| m.sequences.iter().flat_map(|s| s.x.iter())),
-    );
+    let specs = fold_normalisation(ds, plan);
     let norm = Normalizer::from_specs(&specs).map_err(EvalError::Model)?;
     let cfg = TrainConfig {
         epochs,
@@ -318,7 +343,10 @@ pub fn run(opts: &EvalOptions) -> Result<EvalOutcome, EvalError> {
     }
     strategy::replay::check_execution(&file.execution)
         .map_err(|e| EvalError::Model(format!("{}: {e}", opts.strategy.display())))?;
-    let spec = file.model.as_ref().expect("validated: rnn_edge_v1 has a model");
+    let spec = file
+        .model
+        .as_ref()
+        .expect("validated: rnn_edge_v1 has a model");
     // The strategy's own model must load (hash, features, shapes) in both modes: a walk-forward
     // of a strategy that cannot run would evaluate something else.
     tch::set_num_threads(1);
@@ -369,8 +397,11 @@ pub fn run(opts: &EvalOptions) -> Result<EvalOutcome, EvalError> {
                 .map(|l| (m.ticker.clone(), l.result))
         })
         .collect();
-    let close: BTreeMap<MarketTicker, i64> =
-        ds.markets.iter().map(|m| (m.ticker.clone(), m.close_ms)).collect();
+    let close: BTreeMap<MarketTicker, i64> = ds
+        .markets
+        .iter()
+        .map(|m| (m.ticker.clone(), m.close_ms))
+        .collect();
     let sh = Shared {
         file: file.clone(),
         files: files.clone(),
@@ -488,7 +519,11 @@ pub fn run(opts: &EvalOptions) -> Result<EvalOutcome, EvalError> {
             });
             let mut inputs = Vec::new();
             for r in results {
-                inputs.push(r.into_inner().expect("not poisoned").expect("every fold ran")?);
+                inputs.push(
+                    r.into_inner()
+                        .expect("not poisoned")
+                        .expect("every fold ran")?,
+                );
             }
             (plans, inputs)
         }
@@ -535,7 +570,13 @@ pub fn default_out(reports_dir: &Path, name: &str, mode: Mode) -> PathBuf {
     };
     let safe: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     reports_dir.join(format!("{safe}_{m}.json"))
 }

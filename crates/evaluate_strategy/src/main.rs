@@ -107,7 +107,11 @@ fn main() -> ExitCode {
             for line in &out.report.overall.summary {
                 println!("{line}");
             }
-            println!("report: {} (page: {})", out.json.display(), out.html.display());
+            println!(
+                "report: {} (page: {})",
+                out.json.display(),
+                out.html.display()
+            );
             println!("verdict: {}", out.report.overall.verdict.as_str());
             ExitCode::SUCCESS
         }
@@ -151,7 +155,10 @@ fn options(cli: &Cli) -> anyhow::Result<EvalOptions> {
                 .display()
                 .to_string()
         }),
-        labels: cli.labels.clone().unwrap_or_else(|| cfg.labels_path.clone()),
+        labels: cli
+            .labels
+            .clone()
+            .unwrap_or_else(|| cfg.labels_path.clone()),
         mode,
         test_frac: cli.test_frac,
         train_markets: cli.train_markets,
