@@ -562,21 +562,11 @@ pub fn tickers(ds: &Dataset, idx: &[usize]) -> BTreeSet<MarketTicker> {
     idx.iter().map(|&i| ds.markets[i].ticker.clone()).collect()
 }
 
-/// The default report path: `<reports_dir>/<strategy name>_<mode>.json`.
-pub fn default_out(reports_dir: &Path, name: &str, mode: Mode) -> PathBuf {
+/// The default report path: `eval_<mode>.json` beside the strategy file.
+pub fn default_out(strategy: &Path, mode: Mode) -> PathBuf {
     let m = match mode {
         Mode::Fixed => "fixed",
         Mode::WalkForward => "walkforward",
     };
-    let safe: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    reports_dir.join(format!("{safe}_{m}.json"))
+    strategy.with_file_name(format!("eval_{m}.json"))
 }

@@ -69,7 +69,8 @@ struct Cli {
     /// (and never before the next row).
     #[arg(long = "latency-ms", default_value_t = 0)]
     latency_ms: i64,
-    /// Report JSON (the HTML page goes beside it) [default: <reports_dir>/<name>_<mode>.json].
+    /// Report JSON (the HTML page goes beside it) [default: eval_<mode>.json beside the
+    /// strategy file].
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
     /// Folds trained at once (one torch thread each).
@@ -140,12 +141,7 @@ fn options(cli: &Cli) -> anyhow::Result<EvalOptions> {
         .unwrap_or_else(|| cfg.strategy_path.clone());
     let out = match &cli.out {
         Some(o) => o.clone(),
-        None => {
-            let name = pipeline::schema::strategy::Strategy::load(&strategy)
-                .map(|s| s.name)
-                .unwrap_or_else(|_| "strategy".into());
-            default_out(&cfg.reports_dir, &name, mode)
-        }
+        None => default_out(&strategy, mode),
     };
     Ok(EvalOptions {
         strategy,
