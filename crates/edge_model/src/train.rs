@@ -136,7 +136,7 @@ pub fn new_net(cfg: &TrainConfig) -> Result<(VarStore, EdgeNet), ModelError> {
             dropout: cfg.dropout,
         },
     )?;
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5eed_0f_1a7e);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x005e_ed0f_1a7e);
     let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     // The LSTM's bound and the head's (its fan-in is the hidden size) are the same.

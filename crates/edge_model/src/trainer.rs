@@ -126,9 +126,12 @@ pub struct SplitMetrics {
     pub paired_brier_diff: MeanCi,
 }
 
-/// Predictions of one split, per market: `(p, mid, seconds_to_close)` per step, and `y`.
+/// One step's prediction: `(model p, mid, seconds to close)`.
+pub type StepPrediction = (f64, f64, f64);
+
+/// Predictions of one split, per market: its steps and its outcome `y`.
 pub struct SplitPredictions {
-    pub markets: Vec<(Vec<(f64, f64, f64)>, f64)>,
+    pub markets: Vec<(Vec<StepPrediction>, f64)>,
 }
 
 /// Scores predictions.
@@ -283,7 +286,7 @@ pub fn predictions(
 ) -> SplitPredictions {
     let seqs = train::sequences(markets, norm);
     let preds = train::predict(trained_net, &seqs, batch, device);
-    let mut out: Vec<(Vec<(f64, f64, f64)>, f64)> =
+    let mut out: Vec<(Vec<StepPrediction>, f64)> =
         markets.iter().map(|m| (Vec::new(), m.outcome)).collect();
     // `sequences` walks markets then their sequences in order.
     let mut k = 0;
@@ -291,8 +294,8 @@ pub fn predictions(
         for s in &m.sequences {
             let p = &preds[k];
             k += 1;
-            for t in 0..s.len() {
-                out[mi].0.push((p[t], s.mid[t], s.seconds_to_close[t]));
+            for ((&pt, &mid), &secs) in p.iter().zip(&s.mid).zip(&s.seconds_to_close) {
+                out[mi].0.push((pt, mid, secs));
             }
         }
     }

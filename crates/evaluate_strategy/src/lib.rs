@@ -128,9 +128,9 @@ pub fn walk_forward_folds(
             test: Vec::new(),
             purged: Vec::new(),
         };
-        for i in t0..t0 + test_n {
-            if markets[i].first_ms() < end {
-                plan.purged.push(markets[i].ticker.clone());
+        for (i, m) in markets.iter().enumerate().skip(t0).take(test_n) {
+            if m.first_ms() < end {
+                plan.purged.push(m.ticker.clone());
             } else {
                 plan.test.push(i);
             }
