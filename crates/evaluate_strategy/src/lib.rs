@@ -229,18 +229,18 @@ fn replay_markets(
         .max()
         .unwrap_or(0);
     let files = files_for(&sh.files, from, to);
-    let mut err = None;
-    let make = || {
-        let model = match make_model() {
-            Ok(m) => m,
-            Err(e) => {
-                err = Some(e);
-                Box::new(Never) as Box<dyn EdgeModel>
-            }
-        };
-        RnnEdge::from_strategy(&sh.file, model, FeeMultiplier::ONE)
-            .expect("checked before the folds started")
-    };
+    // replay_fold runs twice (as configured, then one more step of latency): one fresh
+    // strategy, and so one fresh model, per run, built before either starts.
+    let mut strategies = Vec::with_capacity(2);
+    for _ in 0..2 {
+        let model = make_model()?;
+        strategies.push(
+            RnnEdge::from_strategy(&sh.file, model, FeeMultiplier::ONE)
+                .map_err(|e| EvalError::Model(format!("{name}: {e}")))?,
+        );
+    }
+    strategies.reverse();
+    let make = || strategies.pop().expect("replay_fold makes two strategies");
     let lines = || {
         let tickers = tickers.clone();
         SnapshotReader::from_paths(files.iter().cloned(), ReadOptions::default())
@@ -258,19 +258,7 @@ fn replay_markets(
         lines,
     )
     .map_err(|e| EvalError::Replay(format!("{name}: {e}")))?;
-    match err {
-        Some(e) => Err(e),
-        None => Ok(fold),
-    }
-}
-
-/// A model that is never used (stands in when building the real one failed; the error wins).
-struct Never;
-impl EdgeModel for Never {
-    fn step(&mut self, _: &MarketTicker, _: &[f32], _: bool) -> f64 {
-        0.5
-    }
-    fn forget(&mut self, _: &MarketTicker) {}
+    Ok(fold)
 }
 
 /// A fold's training markets as (fit, validation): the last 15% (at least one) validate.
