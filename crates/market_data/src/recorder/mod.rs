@@ -72,6 +72,7 @@ mod core;
 pub mod grid;
 pub mod lock;
 pub mod registry;
+pub mod state;
 mod subs;
 pub mod summary;
 mod writer;
