@@ -730,7 +730,13 @@ pub fn regrid(cfg: &RegridConfig) -> Result<RegridSummary, RecorderError> {
         run.advance(last, true)?;
     }
     run.lines.clear();
-    run.st.finish("end of capture", &mut run.lines);
+    run.st.finish_with(
+        |_, pending| match pending {
+            Some(r) if r.starts_with("capture damaged") => format!("end of capture ({r})"),
+            _ => "end of capture".to_string(),
+        },
+        &mut run.lines,
+    );
     run.st.count(&run.lines);
     for l in &run.lines {
         run.writer.write(l).map_err(out_err)?;

@@ -272,19 +272,42 @@ impl RecorderState {
 
     /// A book event from the sync: an invalidated book's reason is kept for its next `gap`.
     pub fn on_book_event(&mut self, ev: &BookEvent) {
-        if let BookEvent::BookInvalid { ticker, reason } = ev {
-            let why = describe(reason);
-            tracing::info!(market = %ticker, reason = %why, "book invalid");
-            self.reasons.insert(ticker.clone(), why);
+        match ev {
+            BookEvent::BookInvalid { ticker, reason } => {
+                let why = describe(reason);
+                tracing::info!(market = %ticker, reason = %why, "book invalid");
+                self.reasons.insert(ticker.clone(), why);
+            }
+            // A book that never was valid (a delta before its snapshot) is invalidated without
+            // a `BookInvalid`: its resync request says why.
+            BookEvent::ResyncNeeded(r) => {
+                for t in &r.tickers {
+                    self.reasons
+                        .entry(t.clone())
+                        .or_insert_with(|| describe(&r.reason));
+                }
+            }
+            _ => {}
         }
     }
 
     /// The lines of a stop after the last tick: every market being recorded gets a `gap` with
     /// reason `why` at the next grid instant.
     pub fn finish(&mut self, why: &str, lines: &mut Vec<Line>) {
+        self.finish_with(|_, _| why.to_string(), lines);
+    }
+
+    /// [`RecorderState::finish`], the reason chosen per market from its pending invalidation
+    /// reason (a book invalidated after the last tick), if any.
+    pub fn finish_with(
+        &mut self,
+        mut why: impl FnMut(&MarketTicker, Option<String>) -> String,
+        lines: &mut Vec<Line>,
+    ) {
         let next = self.last_tick.map_or(self.next_tick, |t| t + self.step);
         for (t, tr) in self.tracks.iter_mut() {
-            tr.stop_because(next, t, why, lines);
+            let w = why(t, self.reasons.remove(t));
+            tr.stop_because(next, t, &w, lines);
         }
     }
 }
