@@ -280,8 +280,38 @@ fn scan_tickers(text: &str, out: &mut BTreeSet<String>) {
     }
 }
 
+/// `recv_ns` of a capture line, read without parsing the frame (`None`: not a record).
+fn line_recv_ns(line: &str) -> Option<i64> {
+    const KEY: &str = "\"recv_ns\"";
+    let i = line.find(KEY)?;
+    let v = line[i + KEY.len()..]
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start();
+    let end = v
+        .bytes()
+        .position(|b| !(b.is_ascii_digit() || b == b'-'))
+        .unwrap_or(v.len());
+    v[..end].parse().ok()
+}
+
+/// The first pass: time span and markets, read fast (lines, no JSON parsing). What it cannot
+/// read is left to the second pass, which reports it.
 fn scan(path: &Path) -> Result<Option<Scan>, RecorderError> {
-    let rd = CaptureReader::open(path).map_err(|e| RecorderError::Config(e.to_string()))?;
+    use std::io::{BufRead, BufReader, Read};
+    let io = |e: std::io::Error| RecorderError::Config(format!("{}: {e}", path.display()));
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut magic = [0u8; 2];
+    let n = f.read(&mut magic).map_err(io)?;
+    let f = std::fs::File::open(path).map_err(io)?;
+    let mut input: Box<dyn BufRead> = if n == 2 && magic == [0x1f, 0x8b] {
+        Box::new(BufReader::with_capacity(
+            1 << 16,
+            flate2::read::MultiGzDecoder::new(BufReader::new(f)),
+        ))
+    } else {
+        Box::new(BufReader::with_capacity(1 << 16, f))
+    };
     let mut s = Scan {
         path: path.to_path_buf(),
         first_ns: i64::MAX,
@@ -289,21 +319,21 @@ fn scan(path: &Path) -> Result<Option<Scan>, RecorderError> {
         tickers: BTreeSet::new(),
     };
     let mut any = false;
-    for rec in rd {
-        match rec {
-            Ok(r) => {
-                any = true;
-                s.first_ns = s.first_ns.min(r.recv_ns);
-                s.last_ns = s.last_ns.max(r.recv_ns);
-                scan_tickers(&r.frame, &mut s.tickers);
-            }
-            Err(CaptureError::Io { path, source }) => {
-                return Err(RecorderError::Config(format!(
-                    "{}: {source}",
-                    path.display()
-                )))
-            }
-            Err(CaptureError::Line { .. }) => {} // reported by the second pass
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        buf.clear();
+        match input.read_until(b'\n', &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let Ok(line) = std::str::from_utf8(&buf) else {
+            continue;
+        };
+        if let Some(ns) = line_recv_ns(line) {
+            any = true;
+            s.first_ns = s.first_ns.min(ns);
+            s.last_ns = s.last_ns.max(ns);
+            scan_tickers(line, &mut s.tickers);
         }
     }
     Ok(any.then_some(s))
@@ -488,6 +518,20 @@ impl Run {
                     self.sidecar.push(line);
                 }
             }
+            if let Some(q) = self.st.quiet_until(t) {
+                // Nothing to write before `q` unless a frame or a sidecar line comes first.
+                let mut to = q;
+                if let Some(r) = self.pending_markets.last() {
+                    to = to.min(ceil_to_grid(r.ts_ms, self.st.step));
+                }
+                let limit = until_ns.div_euclid(NS_PER_MS);
+                to = to.min(ceil_to_grid(limit, self.st.step));
+                if to > t {
+                    self.st.next_tick = to;
+                    self.st.last_tick = Some(to - self.st.step);
+                    continue;
+                }
+            }
             self.lines.clear();
             self.st.on_timer(t, &self.sync, &mut self.lines);
             self.st.count(&self.lines);
@@ -582,6 +626,11 @@ pub fn regrid(cfg: &RegridConfig) -> Result<RegridSummary, RecorderError> {
     for p in &empty {
         tracing::warn!(file = %p.display(), "capture holds no frame");
     }
+    tracing::info!(
+        files = scans.len(),
+        elapsed_s = started.elapsed().as_secs_f64(),
+        "captures scanned (time spans, markets)"
+    );
     scans.sort_by(|a, b| (a.first_ns, &a.path).cmp(&(b.first_ns, &b.path)));
     check_overlaps(&scans)?;
     let tickers: BTreeSet<&str> = scans
@@ -798,6 +847,13 @@ pub fn regrid(cfg: &RegridConfig) -> Result<RegridSummary, RecorderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recv_ns_is_read_without_parsing() {
+        assert_eq!(line_recv_ns(r#"{"recv_ns": 17, "frame":{}}"#), Some(17));
+        assert_eq!(line_recv_ns(r#"{"frame":{},"recv_ns":-3}"#), Some(-3));
+        assert_eq!(line_recv_ns(r#"{"recv_ns":"x"}"#), None);
+    }
 
     #[test]
     fn tickers_are_found_without_parsing() {

@@ -233,6 +233,36 @@ impl RecorderState {
         });
     }
 
+    /// If the tick at `t` can write nothing and change nothing (no market active, none being
+    /// recorded, none to close), the first grid instant after `t` at which the schedule alone
+    /// can change that (a market opens, a track's market closes); `None` otherwise. Status
+    /// changes come from frames and sidecar lines, which the caller bounds itself. An offline
+    /// driver skips to it instead of ticking through hours between sessions.
+    pub fn quiet_until(&self, t: i64) -> Option<i64> {
+        if self.registry.iter().any(|m| m.active_at(t)) {
+            return None;
+        }
+        let mut next = i64::MAX;
+        for (tk, tr) in &self.tracks {
+            if tr.closed {
+                continue;
+            }
+            let m = self.registry.get(tk.as_str())?;
+            if matches!(tr.state, super::grid::BookState::Valid { .. }) || m.closed_at(t) {
+                return None;
+            }
+            if let Some(c) = m.close_ms.filter(|c| *c > t) {
+                next = next.min(c);
+            }
+        }
+        for m in self.registry.iter() {
+            if let Some(o) = m.open_ms.filter(|o| *o > t) {
+                next = next.min(o);
+            }
+        }
+        Some(ceil_to_grid(next.min(i64::MAX - self.step), self.step).max(t + self.step))
+    }
+
     /// Counts lines about to be written.
     pub fn count(&mut self, lines: &[Line]) {
         for l in lines {
