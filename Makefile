@@ -19,7 +19,7 @@ LABELS_OUT ?=
 UNRESOLVED_OUT ?=
 SYNC_LABELS_ARGS ?=
 
-.PHONY: setup build test lint fmt bench clean-libtorch demo download labels sync-labels train smoke-train evaluate
+.PHONY: setup build test lint fmt bench clean-libtorch demo download regrid labels sync-labels train smoke-train evaluate
 
 setup:
 	@"$(ROOT)/scripts/setup-libtorch.sh"
@@ -51,6 +51,17 @@ DEMO_SECONDS ?= 120
 # a running simulator). Extra flags: make download ARGS="--capture --depth 5".
 download:
 	cd "$(ROOT)" && $(CARGO) run --release -p download_highres -- --config "$(CONFIG)" $(ARGS)
+
+# Re-grid recorded captures offline into snapshot files, markers and a markets sidecar (no
+# network): make regrid CAPTURES='pipeline_data/highres/*.capture.jsonl.gz' OUT=pipeline_data/regrid
+# ARGS="--snapshot-ms 250 --depth 5" (May 2026 recordings: ARGS="--use-yes-price false
+# --markets ../shared/data/kalshi_kxbtc15m_2026-05/markets.jsonl").
+CAPTURES ?=
+OUT ?=
+regrid:
+	@test -n "$(CAPTURES)" && test -n "$(OUT)" || { echo "usage: make regrid CAPTURES='FILE_OR_GLOB ...' OUT=DIR [ARGS=...]" >&2; exit 2; }
+	cd "$(ROOT)" && $(CARGO) run --release -p download_highres -- --config "$(CONFIG)" \
+		--from-capture $(foreach c,$(CAPTURES),'$(c)') --out-dir "$(OUT)" $(ARGS)
 
 # Labels (labels/v1) and the unresolved list from local data: label files, the markets
 # sidecars and captures in data_dir, and any --archive. Offline; exit 1 only with --strict.

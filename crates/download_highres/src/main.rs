@@ -10,6 +10,10 @@
 //! | 3 | another instance is recording into the same `--out-dir` (its lock file names it) |
 //! | 4 | the exchange was unreachable for longer than `--max-reconnect-seconds` |
 //! | 5 | an output file could not be written |
+//!
+//! With `--from-capture` it records nothing live: it re-grids recorded captures offline
+//! (`market_data::recorder::regrid`) into the same files; 0 done, 2 bad flags or input, 3 the
+//! output folder is locked, 5 an output file could not be written.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,8 +21,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use market_data::recorder::{self, ClockSource, RecorderConfig};
+use market_data::book::NoPriceConvention;
+use market_data::recorder::{self, ClockSource, RecorderConfig, RegridConfig};
 use pipeline::config::{CliOverrides, RuntimeConfig};
+use pipeline::ids::SeriesTicker;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
@@ -33,7 +39,11 @@ use tokio_util::sync::CancellationToken;
         --capture, every raw frame. Runs until --duration, SIGINT or SIGTERM.\n\n\
         Exit codes: 0 stopped cleanly; 2 configuration/credentials error; 3 the output folder is \
         locked by another instance; 4 connection lost for longer than --max-reconnect-seconds; \
-        5 an output file could not be written."
+        5 an output file could not be written.\n\n\
+        With --from-capture FILE_OR_GLOB... --out-dir DIR: no network; re-grid recorded capture \
+        files into the same snapshot files, markers and markets sidecar, on a virtual clock (each \
+        frame's receive time): the row at grid instant T is the book after every frame received \
+        at or before T."
 )]
 struct Cli {
     #[command(flatten)]
@@ -79,12 +89,65 @@ struct Cli {
     /// Do not record: read the output folder back and print what is in it.
     #[arg(long)]
     summary: bool,
+    /// Do not record live: re-grid these capture files (paths or quoted globs) offline into
+    /// --out-dir (which must not hold this series' files yet).
+    #[arg(
+        long,
+        value_name = "FILE_OR_GLOB",
+        num_args = 1..,
+        requires = "out_dir",
+        conflicts_with_all = [
+            "duration", "capture", "max_reconnect_seconds", "status_seconds",
+            "discovery_seconds", "subscribe_lead_seconds", "clock", "summary", "flush_seconds"
+        ]
+    )]
+    from_capture: Vec<String>,
+    /// With --from-capture: market metadata, a markets sidecar (<SERIES>_markets.jsonl) or a
+    /// markets list (JSON lines with ticker, open_time, close_time, …) [default: the captures'
+    /// lifecycle frames].
+    #[arg(long, value_name = "FILE", requires = "from_capture")]
+    markets: Option<PathBuf>,
+    /// With --from-capture: whether the captures' NO-side prices are on the YES scale (the
+    /// use_yes_price the recorder subscribed with) [default: the config's use_yes_price; the
+    /// May 2026 recordings in shared/data need false].
+    #[arg(long, value_name = "BOOL", requires = "from_capture")]
+    use_yes_price: Option<bool>,
+    /// With --from-capture: a connection silent this long is taken as lost (its books get a
+    /// gap until fresh snapshots), like the live recorder's WebSocket idle timeout.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 15,
+        requires = "from_capture"
+    )]
+    silence_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Clock {
     Local,
     Exchange,
+}
+
+fn regrid_config(cli: &Cli, rt: &RuntimeConfig) -> anyhow::Result<RegridConfig> {
+    let captures = recorder::resolve_captures(&cli.from_capture)?;
+    let out_dir = cli
+        .out_dir
+        .clone()
+        .context("--from-capture needs --out-dir")?;
+    let mut c = RegridConfig::new(captures, out_dir);
+    c.markets = cli.markets.clone();
+    c.series = cli.config.series.as_deref().map(SeriesTicker::new);
+    c.snapshot_ms = cli.snapshot_ms.map_or(u64::from(rt.snapshot_ms), u64::from);
+    c.depth = cli.depth;
+    if cli.rotate_minutes == 0 {
+        bail!("--rotate-minutes must be at least 1");
+    }
+    c.rotate = Duration::from_secs(cli.rotate_minutes.saturating_mul(60));
+    c.convention =
+        NoPriceConvention::from_use_yes_price(cli.use_yes_price.unwrap_or(rt.use_yes_price));
+    c.silence = Duration::from_secs(cli.silence_seconds);
+    Ok(c)
 }
 
 fn positive_secs(name: &str, v: f64) -> anyhow::Result<Duration> {
@@ -133,6 +196,30 @@ fn recorder_config(cli: &Cli, rt: &RuntimeConfig) -> anyhow::Result<RecorderConf
     };
     c.validate()?;
     Ok(c)
+}
+
+/// `--from-capture`: the offline re-grid.
+fn from_capture(cli: &Cli) -> ExitCode {
+    let cfg = match RuntimeConfig::from_cli(&cli.config)
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| regrid_config(cli, &rt))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match recorder::regrid(&cfg) {
+        Ok(summary) => {
+            print!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
 }
 
 /// Cancels `token` on the first SIGINT/SIGTERM. A second SIGINT (Ctrl-C pressed again) exits
@@ -187,6 +274,9 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    if !cli.from_capture.is_empty() {
+        return from_capture(&cli);
+    }
     let (rt, cfg) = match RuntimeConfig::from_cli(&cli.config)
         .map_err(anyhow::Error::from)
         .and_then(|rt| {

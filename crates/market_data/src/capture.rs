@@ -60,8 +60,11 @@ pub struct ReadStats {
     pub bad_lines: u64,
     /// Lines holding a frame that was not JSON when received (`invalid_frame`).
     pub invalid_frames: u64,
-    /// The file ended inside a gzip member (a killed writer); the partial tail was skipped.
+    /// The file ended inside a gzip member (a killed writer) or the compressed stream is
+    /// corrupt; the partial tail was skipped.
     pub truncated: bool,
+    /// The 1-based line at which reading stopped because of that damage.
+    pub truncated_at_line: Option<u64>,
 }
 
 /// Iterates over the records of one capture file.
@@ -84,13 +87,17 @@ struct LineIn<'a> {
 }
 
 impl CaptureReader {
-    /// Opens a `.jsonl.gz` capture (or plain `.jsonl` when the name does not end in `.gz`).
+    /// Opens a capture, gzip (one or many members) or plain JSONL, detected from the content.
     pub fn open(path: &Path) -> Result<CaptureReader, CaptureError> {
-        let f = File::open(path).map_err(|source| CaptureError::Io {
+        let io_err = |source| CaptureError::Io {
             path: path.to_path_buf(),
             source,
-        })?;
-        let input: Box<dyn BufRead + Send> = if path.extension().is_some_and(|e| e == "gz") {
+        };
+        let mut f = File::open(path).map_err(io_err)?;
+        let mut magic = [0u8; 2];
+        let n = io::Read::read(&mut f, &mut magic).map_err(io_err)?;
+        let f = File::open(path).map_err(io_err)?;
+        let input: Box<dyn BufRead + Send> = if n == 2 && magic == [0x1f, 0x8b] {
             Box::new(BufReader::with_capacity(
                 1 << 16,
                 MultiGzDecoder::new(BufReader::new(f)),
@@ -144,6 +151,7 @@ impl Iterator for CaptureReader {
                     // A truncated gzip member: whatever partial line we hold is incomplete.
                     tracing::warn!(path = %self.path.display(), line = self.line_no + 1, error = %e, "capture file is truncated; skipping the partial tail");
                     self.stats.truncated = true;
+                    self.stats.truncated_at_line = Some(self.line_no + 1);
                     self.done = true;
                     return None;
                 }
@@ -164,6 +172,7 @@ impl Iterator for CaptureReader {
                 // The last line has no newline: complete only if it parses.
                 if serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
                     self.stats.truncated = true;
+                    self.stats.truncated_at_line = Some(self.line_no);
                     self.done = true;
                     return None;
                 }

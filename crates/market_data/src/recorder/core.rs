@@ -1,24 +1,23 @@
 //! The core task: event stream in, grid lines out (see the module docs of `recorder`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use pipeline::auth::Signer;
 use pipeline::ids::{MarketTicker, SeriesTicker};
-use pipeline::snapshot::{Line, MarkerKind};
+use pipeline::snapshot::Line;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::grid::{ceil_to_grid, floor_to_grid, Extras, Track};
-use super::registry::Registry;
+use super::grid::floor_to_grid;
+use super::state::RecorderState;
 use super::subs::{Confirmed, Manager};
 use super::writer::{self, Progress, WriterConfig, WriterMsg};
 use super::{RecordSummary, RecorderConfig, RecorderError, StopReason};
 use crate::rest::{MarketStatusFilter, MarketsQuery, RestClient, RestError};
-use crate::sync::{BookEvent, InvalidReason};
-use crate::wire::{Market, WsMessage};
+use crate::wire::Market;
 use crate::ws::{self, SharedBooks, WsConfig, WsEvent};
 
 /// How long after its close a market's result is polled over REST before giving up.
@@ -69,24 +68,6 @@ pub(crate) async fn exchange_offset_ms(rest: &RestClient) -> Result<i64, Recorde
         "running on the exchange's clock (replay mode), not the local clock"
     );
     Ok(off)
-}
-
-fn describe(r: &InvalidReason) -> String {
-    match r {
-        InvalidReason::SeqGap { expected, got } => {
-            format!("sequence gap: seq {expected} expected, got {got}")
-        }
-        InvalidReason::DeltaBeforeSnapshot => "delta before the order-book snapshot".into(),
-        InvalidReason::NegativeLevel { side, price } => {
-            format!("{side:?} level {price} would go negative")
-        }
-        InvalidReason::BadUpdate(s) => format!("bad order-book update: {s}"),
-        InvalidReason::BufferOverflow => {
-            "exchange dropped data (subscription buffer overflow)".into()
-        }
-        InvalidReason::Unsubscribed => "resubscribing for a fresh snapshot".into(),
-        InvalidReason::ConnectionLost => "websocket disconnected".into(),
-    }
 }
 
 /// Whether a connection failure means the exchange refused our key.
@@ -145,65 +126,20 @@ async fn discover(
     }
 }
 
-#[derive(Debug, Default)]
-struct Stats {
-    connections: u64,
-    frames: u64,
-    late_ticks: u64,
-    max_late_ms: u64,
-    resyncs_requested: u64,
-    rows: u64,
-    gaps: u64,
-    resyncs: u64,
-    closed: u64,
-    /// Markets with at least one line.
-    seen: BTreeSet<MarketTicker>,
-}
-
 struct Core {
     cfg: Arc<RecorderConfig>,
     books: SharedBooks,
-    registry: Registry,
-    tracks: BTreeMap<MarketTicker, Track>,
-    /// Why each book was last invalidated (from the session's events), consumed by the next
-    /// tick that writes a gap for it.
-    reasons: HashMap<MarketTicker, String>,
+    /// Registry, grid tracks, gap reasons, connection state, counters: driven here on the
+    /// wall (or exchange) clock.
+    st: RecorderState,
     wtx: mpsc::Sender<WriterMsg>,
     wanted_tx: watch::Sender<BTreeSet<MarketTicker>>,
     poll_tx: watch::Sender<Vec<MarketTicker>>,
     conf_tx: mpsc::UnboundedSender<Confirmed>,
     progress: Arc<Progress>,
-    step: i64,
     /// Recorder time = local wall clock + this (0 unless running on the exchange's clock).
     offset_ms: i64,
-    next_tick: i64,
-    last_tick: Option<i64>,
-    connected: bool,
     down_since: Option<Instant>,
-    last_error: String,
-    stats: Stats,
-}
-
-/// Grid ticks `first..due` (`step` apart) were skipped: a market that became active in that
-/// stretch with nothing written for it yet gets a `gap` at its first active instant, so its
-/// record starts where the market did (its first row follows at `due`, after a `resync`).
-fn mark_missed_starts(
-    registry: &Registry,
-    tracks: &mut BTreeMap<MarketTicker, Track>,
-    (first, due, step): (i64, i64, i64),
-    why: &str,
-    lines: &mut Vec<Line>,
-) {
-    for m in registry.iter() {
-        let Some(open) = m.open_ms else { continue };
-        let at = first.max(ceil_to_grid(open, step));
-        if at < due && m.active_at(at) {
-            tracks
-                .entry(m.ticker.clone())
-                .or_default()
-                .missed_start(at, &m.ticker, why, lines);
-        }
-    }
 }
 
 impl Core {
@@ -223,20 +159,7 @@ impl Core {
         if lines.is_empty() {
             return Ok(());
         }
-        for l in &lines {
-            if !self.stats.seen.contains(l.market_ticker()) {
-                self.stats.seen.insert(l.market_ticker().clone());
-            }
-            match l {
-                Line::Snapshot(_) => self.stats.rows += 1,
-                Line::Marker(m) => match m.event {
-                    MarkerKind::Gap => self.stats.gaps += 1,
-                    MarkerKind::Resync => self.stats.resyncs += 1,
-                    MarkerKind::Closed => self.stats.closed += 1,
-                    MarkerKind::Other(_) => {}
-                },
-            }
-        }
+        self.st.count(&lines);
         self.send(WriterMsg::Lines(lines)).await
     }
 
@@ -251,7 +174,7 @@ impl Core {
         let mut status = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let tick_at = instant_at(self.next_tick - self.offset_ms);
+            let tick_at = instant_at(self.st.next_tick - self.offset_ms);
             tokio::select! {
                 // Ticks before everything else but stopping, so they are on time under load.
                 biased;
@@ -282,113 +205,18 @@ impl Core {
 
     async fn on_timer(&mut self) -> Result<(), RecorderError> {
         let now = self.now_ms();
-        if now < self.next_tick {
+        let mut lines = Vec::new();
+        if !self.st.on_timer(now, &self.books, &mut lines) {
             return Ok(()); // woke early (wall clock stepped): sleep again
         }
-        let due = floor_to_grid(now, self.step);
-        let first = self.next_tick;
-        let mut lines = Vec::new();
-        if due > first {
-            let n = ((due - first) / self.step) as u64;
-            self.stats.late_ticks += n;
-            let why = format!(
-                "recorder late by {} ms: {n} grid tick(s) skipped",
-                now - first
-            );
-            tracing::warn!(
-                late_ms = now - first,
-                skipped = n,
-                "recorder stalled; grid ticks skipped (gap markers written)"
-            );
-            for (t, tr) in self.tracks.iter_mut() {
-                if !tr.closed {
-                    tr.skipped(first, t, &why, &mut lines);
-                }
-            }
-            mark_missed_starts(
-                &self.registry,
-                &mut self.tracks,
-                (first, due, self.step),
-                &why,
-                &mut lines,
-            );
-        }
-        self.stats.max_late_ms = self.stats.max_late_ms.max((now - due) as u64);
-        self.tick(due, &mut lines);
-        self.last_tick = Some(due);
-        self.next_tick = due + self.step;
         self.send_lines(lines).await?;
         self.update_wanted(now);
         self.check_connection()
     }
 
-    /// The lines of grid instant `ts`.
-    fn tick(&mut self, ts: i64, lines: &mut Vec<Line>) {
-        let Core {
-            cfg,
-            books,
-            registry,
-            tracks,
-            reasons,
-            connected,
-            last_error,
-            ..
-        } = self;
-        // Closed (by time or status) and paused markets first.
-        for (t, tr) in tracks.iter_mut() {
-            if tr.closed {
-                continue;
-            }
-            match registry.get(t.as_str()) {
-                Some(m) if m.closed_at(ts) => {
-                    let at = m.close_ms.filter(|c| *c <= ts).unwrap_or(ts);
-                    tr.close(at, t, lines);
-                }
-                Some(m) if !m.active_at(ts) => {
-                    tr.pause(ts, t, "market paused (deactivated)", lines)
-                }
-                Some(_) => {}
-                None => tr.close(ts, t, lines),
-            }
-        }
-        let active: Vec<(MarketTicker, Extras)> = registry
-            .iter()
-            .filter(|m| m.active_at(ts))
-            .map(|m| {
-                (
-                    m.ticker.clone(),
-                    Extras {
-                        depth: cfg.depth,
-                        last_price: m.last_price,
-                        volume: m.volume,
-                        close_ts_ms: m.close_ms,
-                    },
-                )
-            })
-            .collect();
-        if active.is_empty() {
-            return;
-        }
-        books.with(|sync| {
-            for (t, ex) in active {
-                let tr = tracks.entry(t.clone()).or_default();
-                if tr.closed {
-                    continue;
-                }
-                let pending = reasons.remove(&t);
-                let reason = || match pending {
-                    Some(r) => r,
-                    None if !*connected => format!("websocket disconnected: {last_error}"),
-                    None => "book invalid (waiting for a snapshot)".into(),
-                };
-                tr.tick(ts, &t, sync.book(t.as_str()), ex, reason, lines);
-            }
-        });
-    }
-
     fn update_wanted(&mut self, now: i64) {
         let lead = self.cfg.subscribe_lead.as_millis() as i64;
-        let wanted = self.registry.wanted(now, lead);
+        let wanted = self.st.registry.wanted(now, lead);
         self.wanted_tx.send_if_modified(|w| {
             if *w != wanted {
                 *w = wanted;
@@ -397,7 +225,7 @@ impl Core {
                 false
             }
         });
-        let poll = self.registry.awaiting_result(now, RESULT_POLL_MS);
+        let poll = self.st.registry.awaiting_result(now, RESULT_POLL_MS);
         self.poll_tx.send_if_modified(|p| {
             if *p != poll {
                 *p = poll;
@@ -410,13 +238,13 @@ impl Core {
 
     fn check_connection(&self) -> Result<(), RecorderError> {
         if let (Some(since), Some(max)) = (self.down_since, self.cfg.max_reconnect) {
-            if !self.connected && since.elapsed() > max {
+            if !self.st.connected && since.elapsed() > max {
                 return Err(RecorderError::ConnectionLost {
                     seconds: since.elapsed().as_secs(),
-                    last_error: if self.last_error.is_empty() {
+                    last_error: if self.st.last_error.is_empty() {
                         "no connection yet".into()
                     } else {
-                        self.last_error.clone()
+                        self.st.last_error.clone()
                     },
                 });
             }
@@ -427,21 +255,21 @@ impl Core {
     async fn on_event(&mut self, ev: WsEvent) -> Result<(), RecorderError> {
         match ev {
             WsEvent::Connected { attempt } => {
-                self.connected = true;
+                self.st.connected = true;
                 self.down_since = None;
-                self.stats.connections += 1;
+                self.st.stats.connections += 1;
                 tracing::info!(attempt, "connected");
             }
             WsEvent::Disconnected { reason } => {
                 if is_auth_failure(&reason) {
                     return Err(RecorderError::Auth(reason));
                 }
-                if self.connected {
+                if self.st.connected {
                     tracing::warn!(%reason, "disconnected; books are invalid until fresh snapshots");
                 }
-                self.connected = false;
+                self.st.connected = false;
                 self.down_since.get_or_insert_with(Instant::now);
-                self.last_error = reason;
+                self.st.last_error = reason;
             }
             WsEvent::Subscribed {
                 sub,
@@ -456,33 +284,23 @@ impl Core {
                 });
             }
             WsEvent::Frame(f) => {
-                self.stats.frames += 1;
-                if let Ok(fr) = &f.parsed {
-                    match &fr.msg {
-                        WsMessage::MarketLifecycle(l) => {
-                            let now = self.now_ms();
-                            if let Some(rec) = self.registry.on_lifecycle(l, now) {
-                                tracing::info!(market = %l.market_ticker, event = %l.event_type, "lifecycle");
-                                self.send(WriterMsg::Markets(vec![rec])).await?;
-                                self.update_wanted(now);
-                            }
+                match &f.parsed {
+                    Ok(fr) => {
+                        let now = self.now_ms();
+                        if let Some(rec) = self.st.on_frame(fr, now) {
+                            self.send(WriterMsg::Markets(vec![rec])).await?;
+                            self.update_wanted(now);
                         }
-                        WsMessage::Ticker(t) => self.registry.on_ticker(t),
-                        _ => {}
                     }
+                    Err(_) => self.st.stats.frames += 1,
                 }
                 if self.cfg.capture {
                     self.send(WriterMsg::Frame(f)).await?;
                 }
             }
-            WsEvent::Book(BookEvent::BookInvalid { ticker, reason }) => {
-                let why = describe(&reason);
-                tracing::info!(market = %ticker, reason = %why, "book invalid");
-                self.reasons.insert(ticker, why);
-            }
-            WsEvent::Book(_) => {}
+            WsEvent::Book(ev) => self.st.on_book_event(&ev),
             WsEvent::Resyncing { sub, reason, .. } => {
-                self.stats.resyncs_requested += 1;
+                self.st.stats.resyncs_requested += 1;
                 tracing::info!(sub = sub.0, %reason, "resubscribing for fresh snapshots");
             }
             WsEvent::ServerError(e) => {
@@ -502,7 +320,7 @@ impl Core {
         let now = self.now_ms();
         let mut recs = Vec::new();
         for m in &d.markets {
-            if let Some(r) = self.registry.on_rest_market(m, now) {
+            if let Some(r) = self.st.registry.on_rest_market(m, now) {
                 recs.push(r);
             }
         }
@@ -514,13 +332,13 @@ impl Core {
             );
             self.send(WriterMsg::Markets(recs)).await?;
         }
-        let tracks = &self.tracks;
-        let gone = self.registry.forget(now, RESULT_POLL_MS, |t| {
+        let tracks = &self.st.tracks;
+        let gone = self.st.registry.forget(now, RESULT_POLL_MS, |t| {
             tracks.get(t).is_some_and(|tr| !tr.closed)
         });
         for t in gone {
-            self.tracks.remove(&t);
-            self.reasons.remove(&t);
+            self.st.tracks.remove(&t);
+            self.st.reasons.remove(&t);
         }
         self.update_wanted(now);
         Ok(())
@@ -528,26 +346,27 @@ impl Core {
 
     fn status(&self) {
         let now = self.now_ms();
-        let active = self.registry.iter().filter(|m| m.active_at(now)).count();
+        let active = self.st.registry.iter().filter(|m| m.active_at(now)).count();
         let recording = self
+            .st
             .tracks
             .values()
             .filter(|t| matches!(t.state, super::grid::BookState::Valid { .. }))
             .count();
         tracing::info!(
-            markets_known = self.registry.len(),
+            markets_known = self.st.registry.len(),
             active,
             recording,
             subscribed = self.wanted_tx.borrow().len(),
-            rows = self.stats.rows,
-            gaps = self.stats.gaps,
-            resyncs = self.stats.resyncs,
-            closed = self.stats.closed,
-            frames = self.stats.frames,
-            connected = self.connected,
-            connections = self.stats.connections,
-            late_ticks = self.stats.late_ticks,
-            max_late_ms = self.stats.max_late_ms,
+            rows = self.st.stats.rows,
+            gaps = self.st.stats.gaps,
+            resyncs = self.st.stats.resyncs,
+            closed = self.st.stats.closed,
+            frames = self.st.stats.frames,
+            connected = self.st.connected,
+            connections = self.st.stats.connections,
+            late_ticks = self.st.stats.late_ticks,
+            max_late_ms = self.st.stats.max_late_ms,
             snapshot_bytes = self.progress.snapshot_bytes.load(Ordering::Relaxed),
             files = self.progress.snapshot_files.load(Ordering::Relaxed),
             capture_frames = self.progress.capture_frames.load(Ordering::Relaxed),
@@ -558,11 +377,8 @@ impl Core {
 
     /// Markers for a clean stop: every market being recorded gets a `gap` at the next tick.
     async fn finish(&mut self) {
-        let next = self.last_tick.map_or(self.next_tick, |t| t + self.step);
         let mut lines = Vec::new();
-        for (t, tr) in self.tracks.iter_mut() {
-            tr.stop(next, t, &mut lines);
-        }
+        self.st.finish("recorder stopped", &mut lines);
         let _ = self.send_lines(lines).await;
     }
 }
@@ -620,22 +436,19 @@ pub(crate) async fn record(
     );
     let mut core = Core {
         books: ws.books(),
-        registry: Registry::new(cfg.series.clone()),
-        tracks: BTreeMap::new(),
-        reasons: HashMap::new(),
+        st: RecorderState::new(
+            cfg.series.clone(),
+            step,
+            cfg.depth,
+            floor_to_grid(wall_ms() + offset_ms, step) + step,
+        ),
         wtx,
         wanted_tx,
         poll_tx,
         conf_tx,
         progress,
-        step,
         offset_ms,
-        next_tick: floor_to_grid(wall_ms() + offset_ms, step) + step,
-        last_tick: None,
-        connected: false,
         down_since: Some(Instant::now()),
-        last_error: String::new(),
-        stats: Stats::default(),
         cfg: cfg.clone(),
     };
     let outcome = core.run(&mut events, &mut disc_rx, &shutdown).await;
@@ -649,7 +462,7 @@ pub(crate) async fn record(
     discovery.abort();
     while let Some(ev) = events.recv().await {
         if let (true, WsEvent::Frame(f)) = (cfg.capture, ev) {
-            core.stats.frames += 1;
+            core.st.stats.frames += 1;
             if core.send(WriterMsg::Frame(f)).await.is_err() {
                 break;
             }
@@ -658,7 +471,7 @@ pub(crate) async fn record(
     let _ = ws_task.await;
     let _ = manager.await;
     let _ = discovery.await;
-    let stats = std::mem::take(&mut core.stats);
+    let stats = std::mem::take(&mut core.st.stats);
     drop(core); // drops the writer's sender: the writer flushes, closes and reports
     let report = match writer.await {
         Ok(r) => r,
@@ -708,92 +521,4 @@ pub(crate) async fn record(
         "recording finished; files closed"
     );
     Ok(summary)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::wire::{WsFrame, WsMessage};
-    use pipeline::snapshot::Marker;
-
-    const T0: i64 = 1_790_000_000_000;
-
-    fn created(r: &mut Registry, ticker: &str, open_ms: i64, close_ms: i64) {
-        let f = WsFrame::parse(&format!(
-            r#"{{"type":"market_lifecycle_v2","sid":3,"msg":{{"market_ticker":"{ticker}","event_type":"created","open_ts":{},"close_ts":{}}}}}"#,
-            open_ms / 1000,
-            close_ms / 1000
-        ))
-        .unwrap();
-        let WsMessage::MarketLifecycle(l) = f.msg else {
-            panic!("not a lifecycle message")
-        };
-        r.on_lifecycle(&l, T0).unwrap();
-    }
-
-    fn markers(lines: &[Line]) -> Vec<(String, i64, MarkerKind)> {
-        lines
-            .iter()
-            .map(|l| match l {
-                Line::Marker(Marker {
-                    market_ticker,
-                    ts_ms,
-                    event,
-                    ..
-                }) => (market_ticker.to_string(), *ts_ms, event.clone()),
-                Line::Snapshot(_) => panic!("no rows expected"),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn a_market_opening_during_a_stall_gets_a_gap_at_its_opening() {
-        let mut r = Registry::new("KXT".into());
-        // Ticks T0+100 ..= T0+900 were skipped (the recorder woke at T0+1000).
-        let (first, due, step) = (T0 + 100, T0 + 1_000, 100);
-        created(&mut r, "KXT-OPENS-IN-STALL", T0, T0 + 60_000); // open_ts in seconds: T0
-        created(&mut r, "KXT-LATER", T0 + 60_000, T0 + 120_000);
-        created(&mut r, "KXT-RECORDED", T0 - 60_000, T0 + 60_000);
-        let mut tracks = BTreeMap::new();
-        // KXT-RECORDED has a row already: `Track::skipped` covers it, not this.
-        let mut rec = Track {
-            last_ts: Some(T0),
-            state: super::super::grid::BookState::Valid { epoch: 1 },
-            ..Track::default()
-        };
-        let mut lines = Vec::new();
-        rec.skipped(first, &"KXT-RECORDED".into(), "late", &mut lines);
-        tracks.insert(MarketTicker::from("KXT-RECORDED"), rec);
-        mark_missed_starts(&r, &mut tracks, (first, due, step), "late", &mut lines);
-        assert_eq!(
-            markers(&lines),
-            [
-                ("KXT-RECORDED".to_string(), first, MarkerKind::Gap),
-                ("KXT-OPENS-IN-STALL".to_string(), first, MarkerKind::Gap),
-            ]
-        );
-        assert!(!tracks.contains_key("KXT-LATER"));
-        // Once written, never again.
-        let mut again = Vec::new();
-        mark_missed_starts(&r, &mut tracks, (due, due + 500, step), "late", &mut again);
-        assert!(again.is_empty(), "{again:?}");
-
-        // An opening off the grid: the first grid instant after it (T0 ≡ 200 mod 300, so the
-        // opening at T0 + 2000 is 100 ms past an instant and the next is at T0 + 2200).
-        let mut r = Registry::new("KXT".into());
-        created(&mut r, "KXT-B", T0 + 2_000, T0 + 60_000);
-        let mut tracks = BTreeMap::new();
-        let mut lines = Vec::new();
-        mark_missed_starts(
-            &r,
-            &mut tracks,
-            (T0 + 1_500, T0 + 3_000, 300),
-            "late",
-            &mut lines,
-        );
-        assert_eq!(
-            markers(&lines),
-            [("KXT-B".to_string(), T0 + 2_200, MarkerKind::Gap)]
-        );
-    }
 }

@@ -198,8 +198,19 @@ impl Track {
     /// The recorder stops after tick `last_tick`: a market being recorded gets a `gap` at the
     /// next grid instant, so a later run is never read as a continuation.
     pub fn stop(&mut self, next_tick: i64, ticker: &MarketTicker, out: &mut Vec<Line>) {
+        self.stop_because(next_tick, ticker, "recorder stopped", out);
+    }
+
+    /// [`Track::stop`] with another reason (the re-grid's `end of capture`).
+    pub fn stop_because(
+        &mut self,
+        next_tick: i64,
+        ticker: &MarketTicker,
+        why: &str,
+        out: &mut Vec<Line>,
+    ) {
         if !self.closed {
-            self.pause(next_tick, ticker, "recorder stopped", out);
+            self.pause(next_tick, ticker, why, out);
         }
     }
 

@@ -72,6 +72,8 @@ mod core;
 pub mod grid;
 pub mod lock;
 pub mod registry;
+pub mod regrid;
+pub mod state;
 mod subs;
 pub mod summary;
 mod writer;
@@ -92,6 +94,7 @@ use crate::rest::{RateLimits, RestClient, RestConfig, Tier};
 use crate::ws::WsConfig;
 
 pub use lock::{LockError, OutDirLock, LOCK_FILE_NAME};
+pub use regrid::{regrid, resolve_captures, RegridConfig, RegridSummary};
 pub use summary::{summarize, DirSummary, MarketLines};
 
 /// Everything the recorder needs. Build it with [`RecorderConfig::from_runtime`] and adjust

@@ -327,6 +327,32 @@ impl Registry {
         Some(rec)
     }
 
+    /// A markets-sidecar line (or a markets-list entry) read from a file: what the re-grid
+    /// learns from `--markets`. Returns the line if it is news, like a REST read.
+    pub fn on_record(&mut self, rec: &MarketRecord) -> Option<MarketRecord> {
+        if !self.is_ours(&rec.ticker) {
+            return None;
+        }
+        let rec = sanitize(rec.clone());
+        let t = self
+            .markets
+            .entry(rec.ticker.clone())
+            .or_insert_with(|| Tracked::new(rec.ticker.clone()));
+        if rec.status.as_ref() == Some(&MarketStatus::Inactive) {
+            t.paused = true;
+        } else if rec.status.as_ref() == Some(&MarketStatus::Active) {
+            t.paused = false;
+        }
+        match rec.event {
+            Some(LifecycleEvent::Deactivated) if rec.status.is_none() => t.paused = true,
+            Some(LifecycleEvent::Activated) => t.paused = false,
+            _ => {}
+        }
+        let news = t.teaches(&rec);
+        t.absorb(&rec);
+        news.then_some(rec)
+    }
+
     /// A `ticker` message: last trade price and volume.
     pub fn on_ticker(&mut self, m: &TickerMsg) {
         if let Some(t) = self.markets.get_mut(m.market_ticker.as_str()) {
