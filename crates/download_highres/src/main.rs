@@ -10,6 +10,7 @@
 //! | 3 | another instance is recording into the same `--out-dir` (its lock file names it) |
 //! | 4 | the exchange was unreachable for longer than `--max-reconnect-seconds` |
 //! | 5 | an output file could not be written |
+//! | 6 | the WebSocket session stopped unexpectedly (an internal error; the files are flushed) |
 //!
 //! With `--from-capture` it records nothing live: it re-grids recorded captures offline
 //! (`market_data::recorder::regrid`) into the same files; 0 done, 2 bad flags or input, 3 the
@@ -39,7 +40,8 @@ use tokio_util::sync::CancellationToken;
         --capture, every raw frame. Runs until --duration, SIGINT or SIGTERM.\n\n\
         Exit codes: 0 stopped cleanly; 2 configuration/credentials error; 3 the output folder is \
         locked by another instance; 4 connection lost for longer than --max-reconnect-seconds; \
-        5 an output file could not be written.\n\n\
+        5 an output file could not be written; 6 the WebSocket session stopped unexpectedly \
+        (internal error).\n\n\
         With --from-capture FILE_OR_GLOB... --out-dir DIR: no network; re-grid recorded capture \
         files into the same snapshot files, markers and markets sidecar, on a virtual clock (each \
         frame's receive time): the row at grid instant T is the book after every frame received \

@@ -197,7 +197,7 @@ impl Core {
                 _ = status.tick() => self.status(),
                 ev = events.recv() => match ev {
                     Some(ev) => self.on_event(ev).await?,
-                    None => return Err(RecorderError::Output("the WebSocket session stopped unexpectedly".into())),
+                    None => return Err(RecorderError::SessionStopped("the WebSocket session stopped unexpectedly".into())),
                 },
             }
         }

@@ -66,7 +66,8 @@
 //! [`RecorderError`] whose [`RecorderError::exit_code`] a binary passes on: 2 configuration or
 //! credentials (also when the exchange rejects the key), 3 the output folder is locked by
 //! another instance, 4 the connection stayed down longer than `max_reconnect`, 5 an output file
-//! could not be written. In every case the files are flushed and closed first.
+//! could not be written, 6 the WebSocket session stopped unexpectedly (an internal error). In
+//! every case the files are flushed and closed first.
 
 mod core;
 pub mod grid;
@@ -266,6 +267,10 @@ pub enum RecorderError {
     /// An output file could not be written or read back (exit code 5).
     #[error("output: {0}")]
     Output(String),
+    /// The WebSocket session task ended on its own, which it never should (exit code 6): a bug
+    /// or a panic in the session, not the disk and not the network staying down.
+    #[error("internal: {0}")]
+    SessionStopped(String),
 }
 
 impl RecorderError {
@@ -277,6 +282,7 @@ impl RecorderError {
             RecorderError::Locked(LockError::Io { .. }) => 5,
             RecorderError::ConnectionLost { .. } => 4,
             RecorderError::Output(_) => 5,
+            RecorderError::SessionStopped(_) => 6,
         }
     }
 }
@@ -544,8 +550,9 @@ mod tests {
             held.exit_code(),
             lost.exit_code(),
             RecorderError::Output("disk full".into()).exit_code(),
+            RecorderError::SessionStopped("gone".into()).exit_code(),
         ];
-        assert_eq!(codes, [2, 2, 3, 4, 5]);
+        assert_eq!(codes, [2, 2, 3, 4, 5, 6]);
     }
 
     #[test]
