@@ -212,16 +212,7 @@ fn from_capture(cli: &Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match recorder::regrid(&cfg) {
-        Ok(summary) => {
-            print!("{summary}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(e.exit_code())
-        }
-    }
+    report(recorder::regrid(&cfg))
 }
 
 /// Cancels `token` on the first SIGINT/SIGTERM. A second SIGINT (Ctrl-C pressed again) exits
@@ -320,6 +311,11 @@ fn main() -> ExitCode {
         wire_signals(token.clone());
         recorder::run(cfg, token).await
     });
+    report(result)
+}
+
+/// Prints the summary (exit 0) or the error (its own exit code).
+fn report(result: Result<impl std::fmt::Display, recorder::RecorderError>) -> ExitCode {
     match result {
         Ok(summary) => {
             print!("{summary}");

@@ -369,9 +369,7 @@ impl fmt::Display for RecordSummary {
             self.snapshot_files.len(),
             self.snapshot_bytes
         )?;
-        for p in &self.snapshot_files {
-            writeln!(f, "    {}", p.display())?;
-        }
+        write_paths(f, &self.snapshot_files)?;
         if !self.capture_files.is_empty() {
             writeln!(
                 f,
@@ -380,19 +378,29 @@ impl fmt::Display for RecordSummary {
                 self.capture_frames,
                 self.capture_bytes
             )?;
-            for p in &self.capture_files {
-                writeln!(f, "    {}", p.display())?;
-            }
+            write_paths(f, &self.capture_files)?;
         }
-        if let Some(m) = &self.markets_file {
-            writeln!(
-                f,
-                "  markets sidecar {} (+{} lines)",
-                m.display(),
-                self.sidecar_lines
-            )?;
-        }
-        Ok(())
+        write_sidecar(f, self.markets_file.as_deref(), self.sidecar_lines)
+    }
+}
+
+/// The file list of a summary, one indented path per line (the live and the re-grid summary).
+pub(crate) fn write_paths(f: &mut fmt::Formatter<'_>, paths: &[PathBuf]) -> fmt::Result {
+    for p in paths {
+        writeln!(f, "    {}", p.display())?;
+    }
+    Ok(())
+}
+
+/// The summary's last line: the markets sidecar and how many lines this run appended.
+pub(crate) fn write_sidecar(
+    f: &mut fmt::Formatter<'_>,
+    path: Option<&Path>,
+    lines: u64,
+) -> fmt::Result {
+    match path {
+        Some(m) => writeln!(f, "  markets sidecar {} (+{lines} lines)", m.display()),
+        None => Ok(()),
     }
 }
 

@@ -45,6 +45,7 @@ use super::grid::ceil_to_grid;
 use super::lock::OutDirLock;
 use super::state::RecorderState;
 use super::{snapshot_glob, RecorderError};
+use super::{write_paths, write_sidecar};
 use crate::book::NoPriceConvention;
 use crate::capture::{CaptureError, CaptureReader, CaptureRecord};
 use crate::sync::{BookEvent, BookSync};
@@ -233,18 +234,8 @@ impl fmt::Display for RegridSummary {
             self.snapshot_files.len(),
             self.snapshot_bytes
         )?;
-        for p in &self.snapshot_files {
-            writeln!(f, "    {}", p.display())?;
-        }
-        if let Some(m) = &self.markets_file {
-            writeln!(
-                f,
-                "  markets sidecar {} (+{} lines)",
-                m.display(),
-                self.sidecar_lines
-            )?;
-        }
-        Ok(())
+        write_paths(f, &self.snapshot_files)?;
+        write_sidecar(f, self.markets_file.as_deref(), self.sidecar_lines)
     }
 }
 
