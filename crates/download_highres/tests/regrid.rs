@@ -62,6 +62,8 @@ struct Reference {
     yes_scale: bool,
     last_seq: HashMap<u64, u64>,
     books: HashMap<String, RefBook>,
+    /// Largest sid of a book frame or subscription since the last new connection.
+    max_sid: Option<u64>,
 }
 
 impl Reference {
@@ -83,6 +85,7 @@ impl Reference {
     /// A new connection (each real session file is one): sequence state and books are gone.
     fn new_connection(&mut self) {
         self.last_seq.clear();
+        self.max_sid = None;
         for b in self.books.values_mut() {
             b.valid = false;
         }
@@ -90,11 +93,22 @@ impl Reference {
 
     fn apply(&mut self, frame: &serde_json::Value) {
         let kind = frame["type"].as_str().unwrap_or("");
+        if kind == "subscribed" {
+            // A sid number that already carried books: the capture goes on over a new
+            // connection (sids restart per connection).
+            let sid = frame["msg"]["sid"].as_u64().unwrap();
+            if self.max_sid.is_some_and(|m| sid <= m) {
+                self.new_connection();
+            }
+            self.max_sid = Some(self.max_sid.map_or(sid, |m| m.max(sid)));
+            return;
+        }
         if kind != "orderbook_snapshot" && kind != "orderbook_delta" {
             return;
         }
         let sid = frame["sid"].as_u64().unwrap();
         let seq = frame["seq"].as_u64().unwrap();
+        self.max_sid = Some(self.max_sid.map_or(sid, |m| m.max(sid)));
         match self.last_seq.get(&sid).copied() {
             Some(last) if seq <= last => return, // duplicate
             Some(last) if seq > last + 1 => {
@@ -390,8 +404,9 @@ const B: &str = "KXFIX-26DEC01-B";
 
 /// Two markets over ~89 s: A open T0..T0+60 s, B T0+30 s..T0+90 s. A sequence gap at 20 s
 /// (repaired by a snapshot at 21.05 s), B's stream starting mid-way (deltas before its
-/// snapshot), a silence of 18 s at 40..58 s (then fresh snapshots on a new sid), deltas on
-/// grid instants exactly, tickers.
+/// snapshot), a silence of 18 s at 40..58 s (then fresh snapshots on a new sid), a
+/// reconnection at 70 s (a new connection reusing sid 1), deltas on grid instants exactly,
+/// tickers.
 fn fixture(seed: u64) -> Gen {
     let mut g = Gen::new(seed);
     let s = |ms: i64| (T0 + ms) * MS;
@@ -437,13 +452,23 @@ fn fixture(seed: u64) -> Gen {
     g.snapshot(s(58_000) + 5, 7, A);
     g.snapshot(s(58_000) + 9, 7, B);
     let mut t = s(58_010);
-    while t < s(88_000) {
+    while t < s(70_000) {
         let m = if t < s(60_000) && g.rng.gen_bool(0.5) {
             A
         } else {
             B
         };
         g.delta(t, 7, m, 0);
+        t += g.rng.gen_range(1..20_000_000);
+    }
+    // A reconnection at 70 s: the new connection's subscription reuses sid 1 (numbering and
+    // sequences restart per connection); B's fresh snapshot comes 50 ms later.
+    g.seq.clear();
+    g.subscribed(s(70_003), 1);
+    g.snapshot(s(70_053), 1, B);
+    let mut t = s(70_060);
+    while t < s(88_000) {
+        g.delta(t, 1, B, 0);
         t += g.rng.gen_range(1..20_000_000);
     }
     g
@@ -492,6 +517,12 @@ fn every_row_of_a_fixture_equals_the_reference_book_at_its_instant() {
         "{rb:?}"
     );
     assert!(rb.iter().any(|r| r == "end of capture"), "{rb:?}");
+    assert!(
+        rb.iter()
+            .any(|r| r
+                .starts_with("websocket disconnected (the capture continues on a new connection")),
+        "{rb:?}"
+    );
     assert!(
         rb.iter()
             .any(|r| r.contains("delta before the order-book snapshot")),
@@ -712,6 +743,71 @@ fn every_row_of_the_real_sessions_equals_the_reference_book_at_its_instant() {
         33,
         "36 markets, 3 without a recorded result"
     );
+    assert!(
+        !lines.iter().any(|l| matches!(l, Line::Marker(m)
+            if m.reason.as_deref().is_some_and(|r| r.contains("new connection")))),
+        "each real session file is one connection: no reconnection may be inferred"
+    );
+
+    // `build_labels` (its library, on the re-grid's folder as data_dir) labels them: every
+    // market with a row is labelled with the markets file's result, or listed unresolved.
+    let outcome = pipeline::labels::build(pipeline::labels::BuildOptions {
+        output: dir.path().join("labels.json"),
+        unresolved_output: dir.path().join("unresolved.json"),
+        labels_path: None,
+        labels_in: Vec::new(),
+        data_dir: Some(out.clone()),
+        archives: Vec::new(),
+        generated_at: chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
+    })
+    .unwrap();
+    assert!(outcome.is_clean(), "{outcome}");
+    let want: HashMap<String, String> = std::fs::read_to_string(data.join("markets.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|v| {
+            let r = v["result"].as_str()?.to_string();
+            (!r.is_empty()).then(|| (v["ticker"].as_str().unwrap().to_string(), r))
+        })
+        .collect();
+    let unresolved: Vec<String> = outcome
+        .unresolved
+        .unresolved
+        .iter()
+        .map(|u| u.ticker.to_string())
+        .collect();
+    let with_rows: std::collections::BTreeSet<String> = lines
+        .iter()
+        .filter_map(|l| match l {
+            Line::Snapshot(r) => Some(r.market_ticker.to_string()),
+            _ => None,
+        })
+        .collect();
+    for t in &with_rows {
+        match outcome
+            .labels
+            .labels
+            .get(&pipeline::ids::MarketTicker::new(t.as_str()))
+        {
+            Some(l) => assert_eq!(
+                serde_json::to_value(l.result).unwrap().as_str(),
+                want.get(t).map(String::as_str),
+                "{t}"
+            ),
+            None => assert!(
+                unresolved.contains(t),
+                "{t}: neither labelled nor unresolved"
+            ),
+        }
+    }
+    eprintln!(
+        "build_labels on the re-grid: {} labels, {} unresolved; {} markets with rows",
+        outcome.labels.labels.len(),
+        unresolved.len(),
+        with_rows.len()
+    );
+    assert_eq!(outcome.labels.labels.len(), 33);
 }
 
 // ------------------------------------------------------------------------------ flags --

@@ -629,3 +629,177 @@ pub fn check_rows_against_capture(lines: &[Line], replay: &Replay, depth: usize)
     }
     checked
 }
+
+/// Runs `download_highres --from-capture FILES --out-dir OUT` (plus `args`) and returns every
+/// line it wrote.
+pub fn regrid_files(files: &[PathBuf], out: &Path, args: &[&str]) -> Vec<Line> {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_download_highres"))
+        .arg("--from-capture")
+        .args(files)
+        .arg("--out-dir")
+        .arg(out)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("download_highres --from-capture runs");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "--from-capture failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    read_lines(out).0
+}
+
+/// Receive times (ns) of every frame naming each market (`msg.market_ticker`), ascending.
+pub fn frame_times(files: &[PathBuf]) -> HashMap<MarketTicker, Vec<i64>> {
+    let mut m: HashMap<MarketTicker, Vec<i64>> = HashMap::new();
+    for f in files {
+        for rec in CaptureReader::open(f).unwrap() {
+            let rec = rec.expect("capture line");
+            let v: serde_json::Value = serde_json::from_str(&rec.frame).expect("frame is JSON");
+            if let Some(t) = v["msg"]["market_ticker"].as_str() {
+                m.entry(MarketTicker::new(t)).or_default().push(rec.recv_ns);
+            }
+        }
+    }
+    for v in m.values_mut() {
+        v.sort_unstable();
+    }
+    m
+}
+
+/// How a recording agrees with a reference grid of the same frames, instant by instant.
+#[derive(Debug, Default)]
+pub struct Agreement {
+    /// Grid instants (market, T) where both wrote a row.
+    pub both: usize,
+    /// Of those, rows equal in every field.
+    pub equal: usize,
+    /// Rows whose book (every field but `last_price`/`volume`) is equal and whose
+    /// `last_price`/`volume` the reference does not have yet: the live recorder seeds them from
+    /// the REST market object before the market's first ticker message, and a capture holds
+    /// WebSocket frames only.
+    pub rest_seeded: usize,
+    /// Other unequal rows with a frame of that market received in (T, T + lateness]: the
+    /// live tick read the book after T, so it already showed that frame.
+    pub late: usize,
+    /// Unequal rows explained by neither (each one a bug), as `(market, T)`.
+    pub unexplained: Vec<(MarketTicker, i64)>,
+    /// Live rows at the instant the reference marks `end of capture`: the live recorder
+    /// ticked once more after the last captured frame, before it stopped.
+    pub capture_ended: usize,
+    /// Re-grid rows where the live recording has a `websocket disconnected` gap: the live
+    /// recorder saw the socket close, a capture only shows the next connection's first frame,
+    /// so until then the re-grid shows the old connection's last book.
+    pub disconnected: usize,
+    /// Other instants where only one of the two wrote a row (each one a bug).
+    pub one_sided: Vec<(MarketTicker, i64)>,
+}
+
+impl Agreement {
+    /// Rows equal in every field.
+    pub fn share(&self) -> f64 {
+        self.equal as f64 / self.both.max(1) as f64
+    }
+    /// Rows with an equal book (the REST-seeded trade fields aside).
+    pub fn book_share(&self) -> f64 {
+        (self.equal + self.rest_seeded) as f64 / self.both.max(1) as f64
+    }
+}
+
+/// Compares `live` rows with `reference` rows (the book after every frame received ≤ T) at
+/// each grid instant. A difference is explained when the market had a frame received in
+/// `(T, T + lateness_ms]` (the live tick read the book that much after T), or when only the
+/// REST-seeded `last_price`/`volume` differ (see [`Agreement::rest_seeded`]).
+pub fn agreement(
+    live: &[Line],
+    reference: &[Line],
+    frames: &HashMap<MarketTicker, Vec<i64>>,
+    lateness_ms: i64,
+) -> Agreement {
+    let rows = |ls: &[Line]| -> HashMap<(MarketTicker, i64), SnapshotRecord> {
+        ls.iter()
+            .filter_map(|l| match l {
+                Line::Snapshot(r) => Some(((r.market_ticker.clone(), r.ts_ms), r.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    let (a, b) = (rows(live), rows(reference));
+    let ended: std::collections::HashSet<(MarketTicker, i64)> = reference
+        .iter()
+        .filter_map(|l| match l {
+            Line::Marker(m) if m.reason.as_deref() == Some("end of capture") => {
+                Some((m.market_ticker.clone(), m.ts_ms))
+            }
+            _ => None,
+        })
+        .collect();
+    let mut out = Agreement::default();
+    for k in a.keys().filter(|k| !b.contains_key(k)) {
+        if ended.contains(k) {
+            out.capture_ended += 1;
+        } else {
+            out.one_sided.push(k.clone());
+        }
+    }
+    // The live recording's markers per market, to see what it said at an instant it has no
+    // row for.
+    let mut live_markers: HashMap<MarketTicker, Vec<(i64, String)>> = HashMap::new();
+    for l in live {
+        if let Line::Marker(m) = l {
+            live_markers
+                .entry(m.market_ticker.clone())
+                .or_default()
+                .push((
+                    m.ts_ms,
+                    match m.event {
+                        MarkerKind::Gap => m.reason.clone().unwrap_or_default(),
+                        _ => String::new(),
+                    },
+                ));
+        }
+    }
+    for k in b.keys().filter(|k| !a.contains_key(k)) {
+        let said = live_markers
+            .get(&k.0)
+            .and_then(|ms| ms.iter().rev().find(|(ts, _)| *ts <= k.1));
+        if said.is_some_and(|(_, why)| why.contains("disconnected")) {
+            out.disconnected += 1;
+        } else {
+            out.one_sided.push(k.clone());
+        }
+    }
+    out.one_sided.sort();
+    for (k, r) in &a {
+        let Some(want) = b.get(k) else { continue };
+        out.both += 1;
+        if r == want {
+            out.equal += 1;
+            continue;
+        }
+        let seeded = SnapshotRecord {
+            last_price: want.last_price.or(r.last_price),
+            volume: want.volume.or(r.volume),
+            ..want.clone()
+        };
+        if *r == seeded {
+            out.rest_seeded += 1;
+            continue;
+        }
+        let (t, ts) = (&k.0, k.1);
+        let late = frames.get(t).is_some_and(|v| {
+            let i = v.partition_point(|&x| x <= ts * 1_000_000);
+            v.get(i)
+                .is_some_and(|&x| x <= (ts + lateness_ms) * 1_000_000)
+        });
+        if late {
+            out.late += 1;
+        } else {
+            out.unexplained.push(k.clone());
+        }
+    }
+    out.unexplained.sort();
+    out
+}

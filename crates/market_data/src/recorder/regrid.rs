@@ -13,6 +13,14 @@
 //!   (`delta before the order-book snapshot`), a market with no book yet gets
 //!   `no order-book snapshot yet`;
 //! * sequence gaps and re-subscriptions: [`BookSync`]'s rules, reasons as live;
+//! * a new connection (the recorder reconnected): a `subscribed` reply on a sid number not
+//!   above every sid of the book frames and `subscribed` replies since the books were last
+//!   lost (sids are per connection and grow within one) invalidates every book of the old
+//!   connection at that frame, reason
+//!   `websocket disconnected (…)`, until each market's fresh snapshot. A capture does not
+//!   record the moment the old socket died, so until the new connection's first frame the
+//!   rows show the old connection's last book (the book after every frame received ≤ T);
+//!   the live recorder, which saw the socket close, has a gap there;
 //! * a silence on a connection longer than [`RegridConfig::silence`] (the recorder's
 //!   WebSocket idle timeout): from `last frame + silence` on, the connection's books are
 //!   invalid (a live recorder would have closed the socket) until fresh snapshots;
@@ -54,6 +62,8 @@ use crate::wire::{WsFrame, WsMessage};
 const NS_PER_MS: i64 = 1_000_000;
 /// Sids of the k-th overlapping connection are shifted by `k << SID_SHIFT`.
 const SID_SHIFT: u32 = 40;
+/// The gap reason when a capture shows a new connection (see [`Run::frame`]).
+const RECONNECTED: &str = "websocket disconnected (the capture continues on a new connection)";
 
 /// What to re-grid and how.
 #[derive(Debug, Clone)]
@@ -481,6 +491,9 @@ struct Run {
     silence_ns: i64,
     /// Sids seen per connection (namespaced), and each connection's last receive time.
     chain_sids: Vec<BTreeSet<u64>>,
+    /// The largest sid of a book frame or `subscribed` reply on each connection since its
+    /// books were last lost.
+    chain_max_sid: Vec<Option<u64>>,
     chain_last_ns: Vec<Option<i64>>,
     /// `--markets` lines not applied yet, by `ts_ms` (applied before the tick at that time).
     pending_markets: Vec<MarketRecord>,
@@ -536,6 +549,7 @@ impl Run {
     /// `gap` says `why`.
     fn lose(&mut self, chain: usize, why: &str) {
         self.events.clear();
+        self.chain_max_sid[chain] = None;
         for sid in std::mem::take(&mut self.chain_sids[chain]) {
             self.sync.forget_sid(sid, &mut self.events);
         }
@@ -576,6 +590,25 @@ impl Run {
             if let WsMessage::Error(e) = &mut frame.msg {
                 e.sid = e.sid.map(|s| s | shift);
             }
+        }
+        if let (WsMessage::Subscribed { .. }, Some(sid)) = (&frame.msg, frame.sid) {
+            if self.chain_max_sid[chain].is_some_and(|m| sid <= m) {
+                // Sid numbers are per connection and only grow within one: a subscription on
+                // a number already used since the books were last (re)built is a new
+                // connection (the recorder reconnected). Every book of the old one is invalid
+                // until its fresh snapshot, exactly as live after a disconnect.
+                self.lose(chain, RECONNECTED);
+            }
+        }
+        if let (
+            WsMessage::Subscribed { .. }
+            | WsMessage::OrderbookSnapshot(_)
+            | WsMessage::OrderbookDelta(_),
+            Some(sid),
+        ) = (&frame.msg, frame.sid)
+        {
+            let m = &mut self.chain_max_sid[chain];
+            *m = Some(m.map_or(sid, |m| m.max(sid)));
         }
         if let (WsMessage::OrderbookSnapshot(_) | WsMessage::OrderbookDelta(_), Some(sid)) =
             (&frame.msg, frame.sid)
@@ -710,6 +743,7 @@ pub fn regrid(cfg: &RegridConfig) -> Result<RegridSummary, RecorderError> {
         convention: cfg.convention,
         silence_ns: cfg.silence.as_nanos().min(i64::MAX as u128) as i64,
         chain_sids: vec![BTreeSet::new(); n_chains],
+        chain_max_sid: vec![None; n_chains],
         chain_last_ns: vec![None; n_chains],
         pending_markets: markets,
         sidecar: Vec::new(),
