@@ -85,7 +85,8 @@ struct Cli {
     subscribe_lead_seconds: u64,
     /// Whose clock the grid follows: `local` (always, for live recording) or `exchange` (a
     /// replay of a recorded session, `kalshi_sim replay --speed 1`, whose time is the
-    /// recording's; read from GET /exchange/user_data_timestamp at start).
+    /// recording's; GET /exchange/user_data_timestamp read at start, every second and after
+    /// each subscription, so a replay started by the subscription is followed).
     #[arg(long, value_enum, default_value_t = Clock::Local)]
     clock: Clock,
     /// Do not record: read the output folder back and print what is in it.

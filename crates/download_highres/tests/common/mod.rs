@@ -693,6 +693,9 @@ pub struct Agreement {
     /// recorder saw the socket close, a capture only shows the next connection's first frame,
     /// so until then the re-grid shows the old connection's last book.
     pub disconnected: usize,
+    /// Reference rows before the live recorder had the market's first snapshot (it had not
+    /// subscribed yet; the reference has every frame of a capture recorded earlier).
+    pub not_yet_subscribed: usize,
     /// Other instants where only one of the two wrote a row (each one a bug).
     pub one_sided: Vec<(MarketTicker, i64)>,
 }
@@ -767,6 +770,8 @@ pub fn agreement(
             .and_then(|ms| ms.iter().rev().find(|(ts, _)| *ts <= k.1));
         if said.is_some_and(|(_, why)| why.contains("disconnected")) {
             out.disconnected += 1;
+        } else if said.is_none_or(|(_, why)| why.contains("no order-book snapshot yet")) {
+            out.not_yet_subscribed += 1;
         } else {
             out.one_sided.push(k.clone());
         }

@@ -1,7 +1,7 @@
 //! The core task: event stream in, grid lines out (see the module docs of `recorder`).
 
 use std::collections::BTreeSet;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -68,6 +68,86 @@ pub(crate) async fn exchange_offset_ms(rest: &RestClient) -> Result<i64, Recorde
         "running on the exchange's clock (replay mode), not the local clock"
     );
     Ok(off)
+}
+
+/// How often the exchange's clock is re-read when the recorder runs on it.
+const EXCHANGE_CLOCK_EVERY: Duration = Duration::from_secs(1);
+/// The offset is the largest of this many latest reads (a read can only lag, by its latency
+/// and, on a replay, by the time since the last frame was sent).
+const EXCHANGE_CLOCK_WINDOW: usize = 5;
+
+/// The recorder's clock: the local wall clock plus an offset that is 0 on the local clock
+/// and, on the exchange's, follows it (see [`follow_exchange_clock`]). Shared by the core
+/// (grid, schedule, sidecar) and the writer (capture file names).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RecorderClock {
+    offset_ms: Arc<AtomicI64>,
+}
+
+impl RecorderClock {
+    pub(crate) fn new(offset_ms: i64) -> RecorderClock {
+        RecorderClock {
+            offset_ms: Arc::new(AtomicI64::new(offset_ms)),
+        }
+    }
+    /// Recorder time minus local time, in ms.
+    pub(crate) fn offset_ms(&self) -> i64 {
+        self.offset_ms.load(Ordering::Relaxed)
+    }
+    /// Now, on the recorder's clock (UTC ms).
+    pub(crate) fn now_ms(&self) -> i64 {
+        wall_ms() + self.offset_ms()
+    }
+    /// The recorder-clock time of a local receive time (ns).
+    pub(crate) fn at_local_ns(&self, local_ns: i64) -> i64 {
+        local_ns.div_euclid(1_000_000) + self.offset_ms()
+    }
+}
+
+/// Keeps `clock` on the exchange's clock: one read of `GET /exchange/user_data_timestamp`
+/// every [`EXCHANGE_CLOCK_EVERY`], the offset the largest of the last
+/// [`EXCHANGE_CLOCK_WINDOW`]; a `resync` notification (a subscription was confirmed) drops the
+/// window and takes three fresh reads. A replay started by the first subscription
+/// (`kalshi_sim replay --wait-for-subscriber`) holds its clock until then, so an offset read
+/// only at start would stamp every row late by the time it took to subscribe.
+async fn follow_exchange_clock(
+    rest: RestClient,
+    clock: RecorderClock,
+    initial_ms: i64,
+    resync: Arc<tokio::sync::Notify>,
+) {
+    let mut window = std::collections::VecDeque::from([initial_ms]);
+    loop {
+        let fresh = tokio::select! {
+            _ = tokio::time::sleep(EXCHANGE_CLOCK_EVERY) => false,
+            _ = resync.notified() => true,
+        };
+        if fresh {
+            window.clear();
+        }
+        for i in 0..if fresh { 3 } else { 1 } {
+            if i > 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            match rest.user_data_timestamp().await {
+                Ok(t) => window.push_back(t.as_of_time.0.timestamp_millis() - wall_ms()),
+                Err(e) => tracing::debug!(error = %e, "exchange clock read failed (will retry)"),
+            }
+        }
+        while window.len() > EXCHANGE_CLOCK_WINDOW {
+            window.pop_front();
+        }
+        if let Some(&off) = window.iter().max() {
+            let old = clock.offset_ms.swap(off, Ordering::Relaxed);
+            if (old - off).abs() >= 50 {
+                tracing::info!(
+                    offset_ms = off,
+                    moved_ms = off - old,
+                    "the exchange's clock moved against the local clock; following it"
+                );
+            }
+        }
+    }
 }
 
 /// Whether a connection failure means the exchange refused our key.
@@ -137,15 +217,18 @@ struct Core {
     poll_tx: watch::Sender<Vec<MarketTicker>>,
     conf_tx: mpsc::UnboundedSender<Confirmed>,
     progress: Arc<Progress>,
-    /// Recorder time = local wall clock + this (0 unless running on the exchange's clock).
-    offset_ms: i64,
+    /// Recorder time = local wall clock + its offset (0 unless running on the exchange's
+    /// clock).
+    clock: RecorderClock,
+    /// Told when a subscription is confirmed (the exchange clock re-reads itself then).
+    clock_resync: Option<Arc<tokio::sync::Notify>>,
     down_since: Option<Instant>,
 }
 
 impl Core {
     /// Now, on the recorder's clock (UTC ms).
     fn now_ms(&self) -> i64 {
-        wall_ms() + self.offset_ms
+        self.clock.now_ms()
     }
 
     async fn send(&self, msg: WriterMsg) -> Result<(), RecorderError> {
@@ -174,7 +257,7 @@ impl Core {
         let mut status = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         status.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let tick_at = instant_at(self.st.next_tick - self.offset_ms);
+            let tick_at = instant_at(self.st.next_tick - self.clock.offset_ms());
             tokio::select! {
                 // Ticks before everything else but stopping, so they are on time under load.
                 biased;
@@ -277,6 +360,9 @@ impl Core {
                 tickers,
                 ..
             } => {
+                if let Some(n) = &self.clock_resync {
+                    n.notify_one();
+                }
                 let _ = self.conf_tx.send(Confirmed {
                     sub,
                     channel,
@@ -393,6 +479,7 @@ pub(crate) async fn record(
 ) -> Result<RecordSummary, RecorderError> {
     let started = Instant::now();
     let progress = Arc::new(Progress::default());
+    let clock = RecorderClock::new(offset_ms);
     let (wtx, writer) = writer::spawn(
         WriterConfig {
             out_dir: cfg.out_dir.clone(),
@@ -401,6 +488,7 @@ pub(crate) async fn record(
             rotate: cfg.rotate,
             flush_every: cfg.flush_every,
             capture: cfg.capture,
+            clock: clock.clone(),
         },
         WRITER_CAPACITY,
         progress.clone(),
@@ -421,6 +509,16 @@ pub(crate) async fn record(
     );
     let (poll_tx, poll_rx) = watch::channel(Vec::new());
     let (disc_tx, mut disc_rx) = mpsc::channel(4);
+    let clock_resync = (cfg.clock == super::ClockSource::Exchange).then(|| {
+        let n = Arc::new(tokio::sync::Notify::new());
+        tokio::spawn(follow_exchange_clock(
+            rest.clone(),
+            clock.clone(),
+            offset_ms,
+            n.clone(),
+        ));
+        n
+    });
     let discovery = tokio::spawn(discover(
         rest,
         cfg.series.clone(),
@@ -440,14 +538,15 @@ pub(crate) async fn record(
             cfg.series.clone(),
             step,
             cfg.depth,
-            floor_to_grid(wall_ms() + offset_ms, step) + step,
+            floor_to_grid(clock.now_ms(), step) + step,
         ),
         wtx,
         wanted_tx,
         poll_tx,
         conf_tx,
         progress,
-        offset_ms,
+        clock,
+        clock_resync,
         down_since: Some(Instant::now()),
         cfg: cfg.clone(),
     };

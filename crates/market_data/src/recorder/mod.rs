@@ -48,8 +48,12 @@
 //! # Clock
 //!
 //! The grid, the market schedule (open/close) and the sidecar's `ts_ms` follow the local UTC
-//! clock. [`ClockSource::Exchange`] runs them on the exchange's clock instead (an offset read at
-//! start), for replays of recorded sessions whose time is the recording's.
+//! clock. [`ClockSource::Exchange`] runs them on the exchange's clock instead, for replays of
+//! recorded sessions whose time is the recording's (at `--speed 1`): an offset to the local
+//! clock read at start, then re-read every second (the largest of the last five reads, since a
+//! read can only lag) and afresh whenever a subscription is confirmed, because a replay started
+//! by the first subscription holds its clock until then. Capture files are named on the same
+//! clock as the snapshot files.
 //!
 //! # Late ticks
 //!
@@ -151,8 +155,8 @@ pub enum ClockSource {
     /// The local UTC clock (keep it NTP-synced). Always, for live recording.
     #[default]
     Local,
-    /// The exchange's clock, read at start from `GET /exchange/user_data_timestamp` (the
-    /// latest of a few reads, as an offset to the local clock). For a replay of a recorded
+    /// The exchange's clock, from `GET /exchange/user_data_timestamp` as an offset to the local
+    /// clock: read at start, then followed (see the module docs). For a replay of a recorded
     /// session (`kalshi_sim replay --speed 1`), whose time is the recording's; never for live
     /// Kalshi, whose `as_of_time` lags the real time.
     Exchange,

@@ -41,6 +41,9 @@ pub(crate) struct WriterConfig {
     pub rotate: Duration,
     pub flush_every: Duration,
     pub capture: bool,
+    /// The recorder's clock: capture files are named (and rotated) on it, like the snapshot
+    /// files.
+    pub clock: super::core::RecorderClock,
 }
 
 /// Running totals the core reads for its status line.
@@ -63,6 +66,7 @@ pub(crate) struct WriterReport {
 }
 
 struct Capture {
+    clock: super::core::RecorderClock,
     out_dir: PathBuf,
     series: SeriesTicker,
     rotate_ms: i64,
@@ -110,8 +114,10 @@ impl Capture {
     }
 
     fn write(&mut self, f: &InboundFrame) -> Result<(), RecorderError> {
-        let period = (f.recv_ns / 1_000_000).div_euclid(self.rotate_ms) * self.rotate_ms;
-        if self.current.as_ref().map(|c| c.0) != Some(period) {
+        // Named and rotated on the recorder's clock, like the snapshot files; never back to
+        // an earlier period (the exchange clock's offset may step back by a little).
+        let period = self.clock.at_local_ns(f.recv_ns).div_euclid(self.rotate_ms) * self.rotate_ms;
+        if self.current.as_ref().is_none_or(|c| period > c.0) {
             self.finish()?;
             self.open(period)?;
         }
@@ -186,6 +192,7 @@ fn writer_loop(
 ) -> Result<WriterReport, RecorderError> {
     let markets_file = markets_path(&cfg.out_dir, &cfg.series);
     let mut capture = Capture {
+        clock: cfg.clock.clone(),
         out_dir: cfg.out_dir.clone(),
         series: cfg.series.clone(),
         rotate_ms: cfg.rotate.as_millis() as i64,
