@@ -72,7 +72,8 @@ pub struct CaptureReader {
     path: PathBuf,
     input: Box<dyn BufRead + Send>,
     line_no: u64,
-    buf: String,
+    /// The current line's bytes (UTF-8 is checked by the JSON parser, string by string).
+    buf: Vec<u8>,
     stats: ReadStats,
     done: bool,
 }
@@ -114,7 +115,7 @@ impl CaptureReader {
             path: path.to_path_buf(),
             input,
             line_no: 0,
-            buf: String::new(),
+            buf: Vec::new(),
             stats: ReadStats::default(),
             done: false,
         }
@@ -125,16 +126,46 @@ impl CaptureReader {
     }
 }
 
-impl Iterator for CaptureReader {
-    type Item = Result<CaptureRecord, CaptureError>;
+/// A line without its `\n` / `\r\n`.
+fn line_text(buf: &[u8]) -> &[u8] {
+    let mut end = buf.len();
+    while end > 0 && matches!(buf[end - 1], b'\n' | b'\r') {
+        end -= 1;
+    }
+    &buf[..end]
+}
 
-    fn next(&mut self) -> Option<Self::Item> {
+/// One captured frame parsed while its line is read ([`CaptureReader::next_parsed`]).
+#[derive(Debug)]
+pub struct ParsedRecord {
+    /// Local receive time, ns since the Unix epoch.
+    pub recv_ns: i64,
+    /// 1-based line number in the file.
+    pub line: u64,
+    /// The frame, or why it is not one we understand (the line itself is a good record).
+    pub frame: Result<WsFrame, FrameError>,
+}
+
+/// A capture line with its frame's envelope read in the same pass.
+#[derive(Deserialize)]
+struct LineEnvelope<'a> {
+    recv_ns: i64,
+    #[serde(borrow, default)]
+    frame: Option<crate::wire::ws::RawEnvelope<'a>>,
+    #[serde(default)]
+    invalid_frame: Option<serde::de::IgnoredAny>,
+}
+
+impl CaptureReader {
+    /// Reads the next non-empty complete line into `self.buf`; `None` at the end (or at a
+    /// truncated tail, noted in the stats).
+    fn next_line(&mut self) -> Option<Result<(), CaptureError>> {
         loop {
             if self.done {
                 return None;
             }
             self.buf.clear();
-            match self.input.read_line(&mut self.buf) {
+            match self.input.read_until(b'\n', &mut self.buf) {
                 Ok(0) => {
                     self.done = true;
                     return None;
@@ -164,56 +195,125 @@ impl Iterator for CaptureReader {
                 }
             }
             self.line_no += 1;
-            let text = self.buf.trim_end_matches(['\n', '\r']);
-            if text.trim().is_empty() {
+            let text = line_text(&self.buf);
+            if text.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            if !self.buf.ends_with('\n') {
+            if !self.buf.ends_with(b"\n") {
                 // The last line has no newline: complete only if it parses.
-                if serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
+                if serde_json::from_slice::<serde::de::IgnoredAny>(text).is_err() {
                     self.stats.truncated = true;
                     self.stats.truncated_at_line = Some(self.line_no);
                     self.done = true;
                     return None;
                 }
             }
-            return Some(match serde_json::from_str::<LineIn>(text) {
-                Ok(LineIn {
+            return Some(Ok(()));
+        }
+    }
+
+    /// The record on the line in `self.buf`; `None` for an `invalid_frame` line (counted).
+    fn record(&mut self) -> Option<Result<CaptureRecord, CaptureError>> {
+        let text = line_text(&self.buf);
+        Some(match serde_json::from_slice::<LineIn>(text) {
+            Ok(LineIn {
+                recv_ns,
+                frame: Some(f),
+                ..
+            }) => {
+                self.stats.records += 1;
+                Ok(CaptureRecord {
                     recv_ns,
-                    frame: Some(f),
+                    frame: f.get().to_string(),
+                    line: self.line_no,
+                })
+            }
+            Ok(LineIn {
+                invalid_frame: Some(_),
+                ..
+            }) => {
+                self.stats.invalid_frames += 1;
+                return None;
+            }
+            Ok(_) => {
+                self.stats.bad_lines += 1;
+                Err(CaptureError::Line {
+                    path: self.path.clone(),
+                    line: self.line_no,
+                    message: "record has neither `frame` nor `invalid_frame`".into(),
+                })
+            }
+            Err(e) => {
+                self.stats.bad_lines += 1;
+                Err(CaptureError::Line {
+                    path: self.path.clone(),
+                    line: self.line_no,
+                    message: e.to_string(),
+                })
+            }
+        })
+    }
+
+    /// Like [`Iterator::next`], with the frame parsed in the same pass over the line (the
+    /// record and the frame's envelope at once, instead of the record holding a copy of the
+    /// frame's text to parse again): what the re-grid reads. Lines, damage, `invalid_frame`
+    /// lines and stats are exactly as for `next`; a record whose frame we do not understand
+    /// comes with the parse error.
+    pub fn next_parsed(&mut self) -> Option<Result<ParsedRecord, CaptureError>> {
+        loop {
+            if let Err(e) = self.next_line()? {
+                return Some(Err(e));
+            }
+            let text = line_text(&self.buf);
+            match serde_json::from_slice::<LineEnvelope>(text) {
+                Ok(LineEnvelope {
+                    recv_ns,
+                    frame: Some(env),
                     ..
                 }) => {
                     self.stats.records += 1;
-                    Ok(CaptureRecord {
+                    return Some(Ok(ParsedRecord {
                         recv_ns,
-                        frame: f.get().to_string(),
                         line: self.line_no,
-                    })
+                        frame: WsFrame::from_envelope(env),
+                    }));
                 }
-                Ok(LineIn {
+                Ok(LineEnvelope {
                     invalid_frame: Some(_),
                     ..
                 }) => {
                     self.stats.invalid_frames += 1;
                     continue;
                 }
-                Ok(_) => {
-                    self.stats.bad_lines += 1;
-                    Err(CaptureError::Line {
-                        path: self.path.clone(),
-                        line: self.line_no,
-                        message: "record has neither `frame` nor `invalid_frame`".into(),
-                    })
-                }
-                Err(e) => {
-                    self.stats.bad_lines += 1;
-                    Err(CaptureError::Line {
-                        path: self.path.clone(),
-                        line: self.line_no,
-                        message: e.to_string(),
-                    })
-                }
-            });
+                // Not a record with a frame we can read in one pass: the slow path tells a
+                // damaged line from a good record holding a frame we do not understand.
+                _ => match self.record() {
+                    None => continue,
+                    Some(Err(e)) => return Some(Err(e)),
+                    Some(Ok(r)) => {
+                        return Some(Ok(ParsedRecord {
+                            recv_ns: r.recv_ns,
+                            line: r.line,
+                            frame: r.parse(),
+                        }))
+                    }
+                },
+            }
+        }
+    }
+}
+
+impl Iterator for CaptureReader {
+    type Item = Result<CaptureRecord, CaptureError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Err(e) = self.next_line()? {
+                return Some(Err(e));
+            }
+            if let Some(r) = self.record() {
+                return Some(r);
+            }
         }
     }
 }

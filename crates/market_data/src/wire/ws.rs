@@ -1,7 +1,8 @@
 //! WebSocket envelopes, commands and messages (API.md §5).
 //!
-//! [`WsFrame::parse`] reads a server frame in one pass over the envelope and one over `msg`
-//! (kept raw until its `type` is known). Responses are accepted in both the nested form
+//! [`WsFrame::parse`] reads a server frame in one pass: a market-data `msg` (book, ticker,
+//! trade) after its `type` is parsed in place; any other `msg` is kept raw until the `type` is
+//! known, then parsed. A frame that fails is read again the slow way, so errors name the type. Responses are accepted in both the nested form
 //! (`{"type":"subscribed","msg":{"channel":…,"sid":1}}`) and the flat one
 //! (`{"type":"subscribed","sid":1}`). Unknown message types are kept as JSON, not errors.
 
@@ -72,8 +73,10 @@ pub enum WsMessage {
     Other(Option<serde_json::Value>),
 }
 
+/// A frame's envelope as the derive reads it: `msg` raw. The slow path of [`WsFrame::parse`],
+/// which names the `type` in the error when `msg` does not fit it.
 #[derive(Deserialize)]
-struct RawEnvelope<'a> {
+struct SlowEnvelope<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
     #[serde(default)]
@@ -88,6 +91,120 @@ struct RawEnvelope<'a> {
     msg: Option<&'a RawValue>,
 }
 
+/// A frame's envelope read in one pass: when `type` comes before `msg` (as Kalshi sends it)
+/// and is a market-data type (book, ticker, trade), `msg` is parsed straight into its message
+/// (`parsed`); otherwise it is kept raw (borrowed from the text) until the `type` is known.
+/// Any error makes the caller take the slow path, so errors read as before.
+pub(crate) struct RawEnvelope<'a> {
+    kind: Cow<'a, str>,
+    id: Option<u64>,
+    sid: Option<u64>,
+    seq: Option<u64>,
+    sending_ts_ms: Option<i64>,
+    msg: Option<&'a RawValue>,
+    parsed: Option<WsMessage>,
+}
+
+impl<'a> From<SlowEnvelope<'a>> for RawEnvelope<'a> {
+    fn from(e: SlowEnvelope<'a>) -> RawEnvelope<'a> {
+        RawEnvelope {
+            kind: e.kind,
+            id: e.id,
+            sid: e.sid,
+            seq: e.seq,
+            sending_ts_ms: e.sending_ts_ms,
+            msg: e.msg,
+            parsed: None,
+        }
+    }
+}
+
+/// A string borrowed from the input when it has no escapes.
+struct CowStr<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = CowStr<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawEnvelope<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, IgnoredAny, MapAccess, Visitor};
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = RawEnvelope<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a WebSocket frame object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                let mut e = RawEnvelope {
+                    kind: Cow::Borrowed(""),
+                    id: None,
+                    sid: None,
+                    seq: None,
+                    sending_ts_ms: None,
+                    msg: None,
+                    parsed: None,
+                };
+                let (mut kind, mut msg_seen) = (false, false);
+                while let Some(CowStr(key)) = m.next_key::<CowStr<'a>>()? {
+                    match key.as_ref() {
+                        "type" if !kind => {
+                            e.kind = m.next_value::<CowStr<'a>>()?.0;
+                            kind = true;
+                        }
+                        "id" => e.id = m.next_value()?,
+                        "sid" => e.sid = m.next_value()?,
+                        "seq" => e.seq = m.next_value()?,
+                        "sending_ts_ms" => e.sending_ts_ms = m.next_value()?,
+                        "msg" if !msg_seen => {
+                            msg_seen = true;
+                            let k = if kind { e.kind.as_ref() } else { "" };
+                            match k {
+                                "orderbook_delta" => {
+                                    e.parsed = Some(WsMessage::OrderbookDelta(m.next_value()?))
+                                }
+                                "orderbook_snapshot" => {
+                                    e.parsed = Some(WsMessage::OrderbookSnapshot(m.next_value()?))
+                                }
+                                "ticker" => e.parsed = Some(WsMessage::Ticker(m.next_value()?)),
+                                "trade" => e.parsed = Some(WsMessage::Trade(m.next_value()?)),
+                                _ => e.msg = m.next_value()?,
+                            }
+                        }
+                        "type" | "msg" => return Err(Error::custom("duplicate field")),
+                        _ => {
+                            m.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                if !kind {
+                    return Err(Error::missing_field("type"));
+                }
+                Ok(e)
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
 #[derive(Deserialize)]
 struct NestedSubscribed {
     #[serde(default)]
@@ -99,11 +216,30 @@ struct NestedSubscribed {
 impl WsFrame {
     /// Parses one text frame.
     pub fn parse(text: &str) -> Result<WsFrame, FrameError> {
-        let env: RawEnvelope = serde_json::from_str(text).map_err(|error| FrameError {
+        if let Ok(env) = serde_json::from_str::<RawEnvelope>(text) {
+            return WsFrame::from_envelope(env);
+        }
+        // The slow path: the same outcome, and an error that names the frame's type.
+        let env: SlowEnvelope = serde_json::from_str(text).map_err(|error| FrameError {
             kind: String::new(),
             error,
         })?;
+        WsFrame::from_envelope(env.into())
+    }
+
+    /// The frame of an envelope already read (see [`WsFrame::parse`]).
+    pub(crate) fn from_envelope(env: RawEnvelope<'_>) -> Result<WsFrame, FrameError> {
         let kind = env.kind.into_owned();
+        if let Some(msg) = env.parsed {
+            return Ok(WsFrame {
+                kind,
+                id: env.id,
+                sid: env.sid,
+                seq: env.seq,
+                sending_ts_ms: env.sending_ts_ms,
+                msg,
+            });
+        }
         let raw = env.msg.map(RawValue::get);
         let err = |error| FrameError {
             kind: kind.clone(),
