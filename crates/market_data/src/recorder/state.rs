@@ -451,4 +451,136 @@ mod tests {
         st.finish("recorder stopped", &mut lines);
         assert!(lines.is_empty(), "already in an outage: {lines:?}");
     }
+
+    /// The live recorder's event handling (what `core::Core` does with each WebSocket event and
+    /// timer) driven on a virtual clock: frames, a dropped connection, a reconnection, a
+    /// sequence gap, a late timer and the market's close, each at a chosen instant, with no
+    /// network and no sleeping, so nothing depends on the wall clock's phase.
+    struct Live {
+        st: RecorderState,
+        sync: BookSync,
+        lines: Vec<Line>,
+    }
+
+    impl Live {
+        /// The timer fires on time at every grid instant before `at`.
+        fn until(&mut self, at: i64) {
+            while self.st.next_tick < at {
+                let t = self.st.next_tick;
+                self.timer(t);
+            }
+        }
+        fn timer(&mut self, now: i64) {
+            let mut l = Vec::new();
+            assert!(self.st.on_timer(now, &self.sync, &mut l));
+            self.st.count(&l);
+            self.lines.extend(l);
+        }
+        fn events(&mut self, evs: Vec<crate::sync::BookEvent>) {
+            for ev in &evs {
+                self.st.on_book_event(ev);
+            }
+        }
+        fn frame(&mut self, at: i64, json: &str) {
+            self.until(at);
+            let f = WsFrame::parse(json).unwrap();
+            let mut evs = Vec::new();
+            self.sync.apply(&f, &mut evs);
+            self.events(evs);
+            self.st.on_frame(&f, at);
+        }
+        fn disconnect(&mut self, at: i64, reason: &str) {
+            self.until(at);
+            let mut evs = Vec::new();
+            self.sync.connection_lost(&mut evs);
+            self.events(evs);
+            self.st.connected = false;
+            self.st.last_error = reason.into();
+        }
+        fn connect(&mut self, at: i64) {
+            self.until(at);
+            self.st.connected = true;
+        }
+    }
+
+    fn snap(sid: u64, seq: u64, yes_size: &str) -> String {
+        format!(
+            r#"{{"type":"orderbook_snapshot","sid":{sid},"seq":{seq},"msg":{{"market_ticker":"KXT-A","yes_dollars_fp":[["0.4000","{yes_size}"]],"no_dollars_fp":[["0.5500","20.00"]]}}}}"#
+        )
+    }
+
+    fn delta(sid: u64, seq: u64, d: &str) -> String {
+        format!(
+            r#"{{"type":"orderbook_delta","sid":{sid},"seq":{seq},"msg":{{"market_ticker":"KXT-A","price_dollars":"0.4000","delta_fp":"{d}","side":"yes"}}}}"#
+        )
+    }
+
+    #[test]
+    fn the_live_event_sequence_on_a_virtual_clock_gives_the_documented_markers() {
+        let mut live = Live {
+            st: RecorderState::new("KXT".into(), 100, 1, T0 + 100),
+            sync: BookSync::new(),
+            lines: Vec::new(),
+        };
+        created(&mut live.st.registry, "KXT-A", T0, T0 + 3_000);
+        live.connect(T0);
+        live.frame(T0 + 10, &snap(1, 1, "10.00"));
+        // A delta exactly on a grid instant is in that instant's row (received ≤ T).
+        live.frame(T0 + 500, &delta(1, 2, "5.00"));
+        live.disconnect(T0 + 1_050, "connection reset by peer");
+        live.connect(T0 + 1_530);
+        live.frame(T0 + 1_540, &snap(1, 1, "30.00")); // the new connection's first snapshot
+        live.frame(T0 + 1_700, &delta(1, 2, "1.00"));
+        live.frame(T0 + 2_050, &delta(1, 4, "1.00")); // seq 3 never came
+        live.frame(T0 + 2_120, &snap(2, 1, "50.00")); // the resubscription's snapshot
+        live.until(T0 + 2_400);
+        live.timer(T0 + 2_650); // 250 ms late: instants 2400 and 2500 skipped
+        live.until(T0 + 3_100);
+        let mut end = Vec::new();
+        live.st.finish("recorder stopped", &mut end);
+        assert!(end.is_empty(), "a closed market gets no stop gap: {end:?}");
+
+        let got: Vec<(i64, String)> = live
+            .lines
+            .iter()
+            .map(|l| match l {
+                Line::Marker(m) => (
+                    m.ts_ms - T0,
+                    format!("{:?} {}", m.event, m.reason.clone().unwrap_or_default()),
+                ),
+                Line::Snapshot(r) => (
+                    r.ts_ms - T0,
+                    format!("row {}", r.yes_bid_size.unwrap().centis() / 100),
+                ),
+            })
+            .collect();
+        let mut want: Vec<(i64, String)> = vec![(100, "Resync ".into())];
+        let row = |t: i64, size: i64| (t, format!("row {size}"));
+        want.extend((1..=4).map(|k| row(k * 100, 10)));
+        want.extend((5..=10).map(|k| row(k * 100, 15)));
+        want.push((1_100, "Gap websocket disconnected".into()));
+        want.push((1_600, "Resync ".into()));
+        want.push(row(1_600, 30));
+        want.extend((17..=20).map(|k| row(k * 100, 31)));
+        want.push((2_100, "Gap sequence gap: seq 3 expected, got 4".into()));
+        want.push((2_200, "Resync ".into()));
+        want.extend((22..=23).map(|k| row(k * 100, 50)));
+        want.push((
+            2_400,
+            "Gap recorder late by 250 ms: 2 grid tick(s) skipped".into(),
+        ));
+        want.push((2_600, "Resync ".into()));
+        want.extend((26..=29).map(|k| row(k * 100, 50)));
+        want.push((3_000, "Closed ".into()));
+        assert_eq!(got, want);
+        assert_eq!(
+            (
+                live.st.stats.gaps,
+                live.st.stats.resyncs,
+                live.st.stats.closed
+            ),
+            (3, 4, 1)
+        );
+        assert_eq!(live.st.stats.late_ticks, 2);
+    }
 }
