@@ -19,7 +19,7 @@ LABELS_OUT ?=
 UNRESOLVED_OUT ?=
 SYNC_LABELS_ARGS ?=
 
-.PHONY: setup build test lint fmt bench clean-libtorch demo download regrid labels sync-labels train smoke-train evaluate
+.PHONY: setup build test lint fmt bench clean-libtorch demo download regrid labels sync-labels train smoke-train evaluate torch-parity
 
 setup:
 	@"$(ROOT)/scripts/setup-libtorch.sh"
@@ -121,3 +121,12 @@ smoke-train: setup
 		--snapshots "$(SMOKE_DIR)/data/*.snap_*ms.jsonl.gz" --labels "$(SMOKE_DIR)/data/labels.json" \
 		--outdir "$(SMOKE_DIR)/model" --epochs 2 --hidden 8 --window 60 --batch 16
 	cd "$(ROOT)" && target/release/train_edge_rnn --check "$(SMOKE_DIR)/model/strategy.json"
+
+# The trained model's weights in PyTorch: nn.LSTM + nn.Linear loaded from model.safetensors
+# reproduce this build's predictions on a saved batch within 1e-5. Installs bench/python's
+# environment into .bench-venv/ the first time (PyTorch 2.13.0 with its CUDA wheels: ~4.7 GB).
+# make torch-parity MODEL=pipeline_data/smoke/model
+MODEL ?=
+torch-parity: setup
+	@test -n "$(MODEL)" || { echo "usage: make torch-parity MODEL=DIR (a train_edge_rnn --outdir)" >&2; exit 2; }
+	@CARGO="$(CARGO)" "$(ROOT)/scripts/torch-parity.sh" "$(MODEL)"
