@@ -11,8 +11,13 @@
 //!   tests on the next `--test-markets`; test markets that open before the fold's last training
 //!   market closed are purged. Folds advance by `--step-markets` and run in parallel.
 //!
-//! Signals, execution and risk come from the strategy file unchanged: nothing is tuned on test
-//! data.
+//! Execution and risk come from the strategy file unchanged. `signals` too in fixed mode; in
+//! walk-forward each fold chooses its own among the file's and tighter ones
+//! ([`signal_candidates`]: a higher minimum price, no entry early in the market, a higher
+//! minimum edge) by net P&L on its **validation** markets (the last 15% of its training
+//! markets, which also stop its training early), then replays its test markets with that
+//! choice, printed first in the fold's summary (`--fixed-signals` keeps the file's). Nothing is
+//! tuned on test data.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -22,9 +27,10 @@ use edge_model::train::{self as tr, TrainConfig};
 use edge_model::{EdgeNetConfig, LstmEdgeModel};
 use pipeline::dataset::{self, BuildOptions, Dataset, MarketData};
 use pipeline::features::{EdgeModel, FeatureConfig, Normalizer, N_FEATURES};
+use pipeline::money::{Money, Price};
 use pipeline::schema::labels::{LabelsFile, Outcome};
 use pipeline::schema::strategy::FeatureSpec;
-use pipeline::schema::strategy::{Strategy as StrategyFile, StrategyType};
+use pipeline::schema::strategy::{Signals, Strategy as StrategyFile, StrategyType};
 use pipeline::snapshot::{parse_file_name, resolve_glob, Line, ReadOptions, SnapshotReader};
 use pipeline::{FeeMultiplier, MarketTicker};
 use strategy::{
@@ -60,6 +66,9 @@ pub struct EvalOptions {
     pub seed: u64,
     /// Fewer steps and a market is left out (as in training).
     pub min_steps: usize,
+    /// Walk-forward: choose each fold's `signals` on its validation markets (see
+    /// [`signal_candidates`]); false keeps the strategy file's.
+    pub choose_signals: bool,
 }
 
 /// Why a run stopped (exit 2).
@@ -259,6 +268,96 @@ fn replay_markets(
     )
     .map_err(|e| EvalError::Replay(format!("{name}: {e}")))?;
     Ok(fold)
+}
+
+/// The `signals` a walk-forward fold may choose among: the strategy's own, and tighter ones
+/// (a higher minimum price, no entry early in the market, a higher minimum edge). Never
+/// looser than the strategy file: its thresholds are the most a user allows.
+pub fn signal_candidates(base: &Signals) -> Vec<Signals> {
+    let price = |d: &str| Price::parse_dollars(d).expect("const");
+    let money = |d: &str| Money::parse_dollars(d).expect("const");
+    let mut min_prices = vec![base.min_price];
+    for p in ["0.30", "0.50", "0.60", "0.70"] {
+        let p = price(p);
+        if p > base.min_price && p < base.max_price {
+            min_prices.push(p);
+        }
+    }
+    let mut windows = vec![base.max_seconds_to_close];
+    for w in [600u64, 300] {
+        if base.max_seconds_to_close.is_none_or(|b| w < b) && w > base.min_seconds_to_close {
+            windows.push(Some(w));
+        }
+    }
+    let edges = [base.min_edge, base.min_edge + money("0.02")];
+    let mut out = Vec::new();
+    for &min_price in &min_prices {
+        for &max_seconds_to_close in &windows {
+            for &min_edge in &edges {
+                out.push(Signals {
+                    min_price,
+                    max_seconds_to_close,
+                    min_edge,
+                    ..base.clone()
+                });
+            }
+        }
+    }
+    out
+}
+
+/// `signals` in a few words, for the report.
+pub fn describe_signals(s: &Signals) -> String {
+    format!(
+        "min_edge {}, min_price {}, max_seconds_to_close {}",
+        s.min_edge,
+        s.min_price,
+        s.max_seconds_to_close
+            .map_or("none".to_string(), |w| w.to_string())
+    )
+}
+
+/// Net P&L of the settled trades of a replay, fees included.
+fn net_of(result: &strategy::ReplayResult) -> Money {
+    strategy::report::trades_of(result, &|f| f.fee)
+        .iter()
+        .filter_map(|t| t.net)
+        .fold(Money::ZERO, |a, b| a + b)
+}
+
+/// Replays `markets` once with `signals` (the fold's model, its normalisation) and returns the
+/// net P&L: how a fold scores a candidate on its validation markets.
+fn score_signals(
+    sh: &Shared,
+    signals: &Signals,
+    markets: &[&MarketData],
+    model: Box<dyn EdgeModel>,
+) -> Result<Money, EvalError> {
+    let mut file = sh.file.clone();
+    file.signals = signals.clone();
+    let tickers: HashSet<MarketTicker> = markets.iter().map(|m| m.ticker.clone()).collect();
+    let from = markets.iter().map(|m| m.first_ms()).min().unwrap_or(0);
+    let to = markets
+        .iter()
+        .map(|m| m.close_ms.max(m.last_ms()))
+        .max()
+        .unwrap_or(0);
+    let files = files_for(&sh.files, from, to);
+    let strategy = RnnEdge::from_strategy(&file, model, FeeMultiplier::ONE)
+        .map_err(|e| EvalError::Model(e.to_string()))?;
+    let lines = SnapshotReader::from_paths(files, ReadOptions::default())
+        .filter(move |l: &Line| tickers.contains(l.market_ticker()));
+    let (result, _) = strategy::replay(
+        strategy,
+        &file.risk,
+        &file.execution,
+        sh.cfg,
+        &sh.labels,
+        &sh.close,
+        lines,
+    )
+    .map_err(|e| EvalError::Replay(e.to_string()))?;
+    Ok(net_of(&result))
 }
 
 /// A fold's training markets as (fit, validation): the last 15% (at least one) validate.
@@ -480,18 +579,49 @@ pub fn run(opts: &EvalOptions) -> Result<EvalOutcome, EvalError> {
                                 if let Some(m) = fold_file.model.as_mut() {
                                     m.features = specs;
                                 }
-                                let fold_sh = Shared {
+                                let mut fold_sh = Shared {
                                     file: fold_file,
                                     files: sh.files.clone(),
                                     labels: sh.labels.clone(),
                                     close: sh.close.clone(),
                                     cfg: sh.cfg,
                                 };
-                                replay_markets(&fold_sh, &plan.name, false, &test_m, || {
+                                let model = || {
                                     LstmEdgeModel::copy_of(&vs, &net_cfg)
                                         .map(|m| Box::new(m) as Box<dyn EdgeModel>)
                                         .map_err(|e| EvalError::Model(e.to_string()))
-                                })
+                                };
+                                let mut note = None;
+                                if opts.choose_signals {
+                                    // Thresholds from the fold's training part only: each
+                                    // candidate replayed on its validation markets.
+                                    let (_, val_idx) = fold_parts(plan);
+                                    let val_m: Vec<&MarketData> =
+                                        val_idx.iter().map(|&i| &ds.markets[i]).collect();
+                                    let mut best: Option<(Money, Signals)> = None;
+                                    for c in signal_candidates(&fold_sh.file.signals) {
+                                        let net = score_signals(&fold_sh, &c, &val_m, model()?)?;
+                                        if best.as_ref().is_none_or(|(b, _)| net > *b) {
+                                            best = Some((net, c));
+                                        }
+                                    }
+                                    let (net, chosen) = best.expect("at least the strategy's own");
+                                    let n = format!(
+                                        "{}: signals chosen on its {} validation markets (net {} there): {}",
+                                        plan.name,
+                                        val_m.len(),
+                                        net,
+                                        describe_signals(&chosen)
+                                    );
+                                    tracing::info!("{n}");
+                                    note = Some(n);
+                                    fold_sh.file.signals = chosen;
+                                }
+                                replay_markets(&fold_sh, &plan.name, false, &test_m, model)
+                                    .map(|mut f| {
+                                        f.notes.extend(note);
+                                        f
+                                    })
                             },
                         );
                         if let Ok(f) = &r {
@@ -557,4 +687,48 @@ pub fn default_out(strategy: &Path, mode: Mode) -> PathBuf {
         Mode::WalkForward => "walkforward",
     };
     strategy.with_file_name(format!("eval_{m}.json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_candidates_start_with_the_files_and_are_never_looser() {
+        let (base, _, _) = edge_model::trainer::default_signals();
+        let c = signal_candidates(&base);
+        assert_eq!(c[0], base);
+        assert_eq!(c.len(), 5 * 3 * 2);
+        for s in &c {
+            assert!(s.min_price >= base.min_price && s.min_price < base.max_price);
+            assert!(s.min_edge >= base.min_edge);
+            assert!(s.max_seconds_to_close.is_some() || base.max_seconds_to_close.is_none());
+            assert_eq!(
+                (
+                    s.max_price,
+                    s.max_spread,
+                    s.min_seconds_to_close,
+                    s.sides,
+                    s.min_ask_size
+                ),
+                (
+                    base.max_price,
+                    base.max_spread,
+                    base.min_seconds_to_close,
+                    base.sides,
+                    base.min_ask_size
+                )
+            );
+        }
+        // A file that is already tight offers only itself and tighter still.
+        let tight = Signals {
+            min_price: Price::parse_dollars("0.65").unwrap(),
+            max_seconds_to_close: Some(400),
+            ..base.clone()
+        };
+        for s in signal_candidates(&tight) {
+            assert!(s.min_price >= tight.min_price);
+            assert!(s.max_seconds_to_close.unwrap() <= 400);
+        }
+    }
 }

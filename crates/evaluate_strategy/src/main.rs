@@ -81,6 +81,12 @@ struct Cli {
     /// Markets with fewer model steps are left out.
     #[arg(long = "min-steps", default_value_t = 30)]
     min_steps: usize,
+    /// walkforward: use the strategy file's signals in every fold, instead of choosing each
+    /// fold's among the file's and tighter ones (higher minimum price, no early entry, higher
+    /// minimum edge) by net P&L on the fold's validation markets (the last 15% of its
+    /// training markets; never its test markets).
+    #[arg(long = "fixed-signals")]
+    fixed_signals: bool,
 }
 
 fn main() -> ExitCode {
@@ -171,5 +177,6 @@ fn options(cli: &Cli) -> anyhow::Result<EvalOptions> {
         jobs: cli.jobs,
         seed: cli.seed,
         min_steps: cli.min_steps,
+        choose_signals: !cli.fixed_signals,
     })
 }

@@ -131,6 +131,15 @@ fn a_planted_edge_pays_out_of_sample_and_in_sample_markets_are_refused_or_flagge
     eprintln!("{stdout}");
     let r = report(&wf);
     assert_eq!(r["folds"].as_array().unwrap().len(), 4, "{stdout}");
+    // Each fold chose its signals on its own validation markets (the last 18 of its 120
+    // training markets), never on its test markets, and says which.
+    for f in r["folds"].as_array().unwrap() {
+        let first = f["summary"][0].as_str().unwrap();
+        assert!(
+            first.contains("signals chosen on its 18 validation markets"),
+            "{first}"
+        );
+    }
     let overall = &r["overall"];
     // Net P&L per market positive with its interval above zero (the fee stress may still make
     // it fragile: that verdict is the report's to give).

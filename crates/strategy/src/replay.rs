@@ -579,6 +579,7 @@ pub fn replay_fold<S: Strategy, I: IntoIterator<Item = Line>>(
         in_sample,
         main,
         extra_latency: Some(late),
+        notes: Vec::new(),
     })
 }
 

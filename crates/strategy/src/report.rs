@@ -30,6 +30,9 @@ pub struct FoldInput {
     pub in_sample: bool,
     pub main: ReplayResult,
     pub extra_latency: Option<ReplayResult>,
+    /// Plain sentences about how the fold was set up (e.g. the signals it chose on its
+    /// validation markets), printed first in its summary.
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -658,7 +661,10 @@ fn section(name: &str, parts: &[&FoldInput], opts: &ReportOptions) -> Section {
     let mvm = model_vs_mid(&mains, opts);
 
     let tag = if in_sample { "[in-sample] " } else { "" };
-    let mut summary = Vec::new();
+    let mut summary: Vec<String> = parts
+        .iter()
+        .flat_map(|f| f.notes.iter().map(|n| format!("{tag}{n}")))
+        .collect();
     summary.push(format!(
         "{tag}{}: {} trades in {} markets, net ${} after ${} fees (gross ${}); net per market {}.",
         name,

@@ -186,6 +186,7 @@ fn fees_and_pnl_reconcile_to_the_cent_with_the_fill_log() {
             in_sample: false,
             main,
             extra_latency: Some(late),
+            notes: Vec::new(),
         }],
         &ReportOptions::default(),
     );
@@ -227,6 +228,7 @@ fn fold(name: &str, in_sample: bool, main: ReplayResult, late: ReplayResult) -> 
         in_sample,
         main,
         extra_latency: Some(late),
+        notes: Vec::new(),
     }
 }
 
