@@ -18,38 +18,45 @@ LABELS_ARGS ?=
 LABELS_OUT ?=
 UNRESOLVED_OUT ?=
 SYNC_LABELS_ARGS ?=
+# The original pipeline's spelling: make sync-labels SYNC_ARGS="--output … --unresolved-out …".
+SYNC_ARGS ?=
 
-.PHONY: setup build test lint fmt bench clean-libtorch demo download regrid labels sync-labels train smoke-train evaluate torch-parity
+.PHONY: help setup build test lint fmt bench clean-libtorch demo download regrid labels sync-labels train smoke-train evaluate torch-parity
 
-setup:
+# The targets, a line each (from the `##` after each rule).
+help: ## this list
+	@grep -E '^[a-z-]+:.*## ' "$(ROOT)/Makefile" | sed -E 's/^([a-z-]+):.*## /\1\t/' | \
+		awk -F'\t' '{ printf "  make %-15s %s\n", $$1, $$2 }'
+
+setup: ## install the CPU-only libtorch 2.13.0 tch links against into .libtorch/ (once)
 	@"$(ROOT)/scripts/setup-libtorch.sh"
 
-build: setup
+build: setup ## release build of every crate
 	cd "$(ROOT)" && $(CARGO) build --release --workspace
 
 # One intra-op thread per test process: parallel test binaries each spawning one thread per core
 # once ran 30x slower on 2 cores (shared/LIBTORCH.md).
-test: setup
+test: setup ## cargo test --workspace (the README test command)
 	cd "$(ROOT)" && OMP_NUM_THREADS=1 $(CARGO) test --workspace
 
-lint: setup
+lint: setup ## cargo fmt --check and cargo clippy --all-targets -D warnings
 	cd "$(ROOT)" && $(CARGO) fmt --all -- --check
 	cd "$(ROOT)" && $(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Benchmarks print figures; nothing asserts a time.
-bench: setup
+bench: setup ## every cargo bench target (snapshot_io, recorder_cpu, regrid_rate); figures, no asserts
 	cd "$(ROOT)" && OMP_NUM_THREADS=1 $(CARGO) bench --workspace
 
 # The first thing to run on a fresh machine: the local simulator plus ~2 minutes of recording
 # into pipeline_data/sim/highres (DEMO_SECONDS=120), then a summary read back from the files.
-demo:
+demo: ## the local simulator plus two minutes of recording, read back (no account)
 	@DEMO_SECONDS="$(DEMO_SECONDS)" CARGO="$(CARGO)" "$(ROOT)/scripts/demo.sh"
 
 DEMO_SECONDS ?= 120
 
 # Record the configured series (real Kalshi with config/runtime.json; CONFIG=config/sim.json for
 # a running simulator). Extra flags: make download ARGS="--capture --depth 5".
-download:
+download: ## record the configured series: download_highres --config $(CONFIG) $(ARGS)
 	cd "$(ROOT)" && $(CARGO) run --release -p download_highres -- --config "$(CONFIG)" $(ARGS)
 
 # Re-grid recorded captures offline into snapshot files, markers and a markets sidecar (no
@@ -58,29 +65,29 @@ download:
 # --markets ../shared/data/kalshi_kxbtc15m_2026-05/markets.jsonl").
 CAPTURES ?=
 OUT ?=
-regrid:
+regrid: ## re-grid captures offline: CAPTURES='GLOB' OUT=DIR [ARGS=...]
 	@test -n "$(CAPTURES)" && test -n "$(OUT)" || { echo "usage: make regrid CAPTURES='FILE_OR_GLOB ...' OUT=DIR [ARGS=...]" >&2; exit 2; }
 	cd "$(ROOT)" && $(CARGO) run --release -p download_highres -- --config "$(CONFIG)" \
 		--from-capture $(foreach c,$(CAPTURES),'$(c)') --out-dir "$(OUT)" $(ARGS)
 
 # Labels (labels/v1) and the unresolved list from local data: label files, the markets
 # sidecars and captures in data_dir, and any --archive. Offline; exit 1 only with --strict.
-labels:
+labels: ## labels from local data: build_labels --config $(CONFIG) $(LABELS_ARGS)
 	cd "$(ROOT)" && $(CARGO) run --release -p build_labels -- --config "$(CONFIG)" $(LABELS_ARGS)
 
 # Labels for the markets in the snapshot files (data_dir), asking the exchange's REST API only
 # for outcomes not known yet (/markets, then /historical/markets). Signed only if the
 # configured key file exists. Exit 1 when fetching stopped early (run again).
-sync-labels:
+sync-labels: ## labels from the exchange for what is missing: sync_labels $(SYNC_ARGS)
 	cd "$(ROOT)" && $(CARGO) run --release -p sync_labels -- --config "$(CONFIG)" \
 		$(if $(LABELS_OUT),--output "$(LABELS_OUT)") \
-		$(if $(UNRESOLVED_OUT),--unresolved-out "$(UNRESOLVED_OUT)") $(SYNC_LABELS_ARGS)
+		$(if $(UNRESOLVED_OUT),--unresolved-out "$(UNRESOLVED_OUT)") $(SYNC_LABELS_ARGS) $(SYNC_ARGS)
 
 # Formatting compiles nothing, so it does not need libtorch.
-fmt:
+fmt: ## format the code
 	cd "$(ROOT)" && $(CARGO) fmt --all
 
-clean-libtorch:
+clean-libtorch: ## remove .libtorch/
 	rm -rf "$(ROOT)/.libtorch"
 
 # Training (train_edge_rnn): snapshots in the config's data_dir + labels_path -> the folder of
@@ -98,7 +105,7 @@ POST_TRAIN_EVAL_ARGS ?= --mode fixed --test-frac 0.15
 STRATEGY ?=
 EVAL_ARGS ?=
 
-train: setup
+train: setup ## train_edge_rnn $(TRAIN_ARGS), then a fixed evaluation unless EVAL_AFTER_TRAIN=0
 	cd "$(ROOT)" && $(CARGO) build --release -p train_edge_rnn -p evaluate_strategy
 	cd "$(ROOT)" && target/release/train_edge_rnn --config "$(CONFIG)" $(TRAIN_ARGS)
 	@if [ "$(EVAL_AFTER_TRAIN)" != "0" ]; then \
@@ -108,12 +115,12 @@ train: setup
 
 # Out-of-sample replay of a strategy (STRATEGY=, default the config's strategy_path), e.g.
 # EVAL_ARGS="--mode walkforward --train-markets 200 --test-markets 50 --step-markets 50 --epochs 3".
-evaluate: setup
+evaluate: setup ## evaluate_strategy on STRATEGY= with EVAL_ARGS (fixed or walk-forward)
 	cd "$(ROOT)" && $(CARGO) run --release -p evaluate_strategy -- --config "$(CONFIG)" \
 		$(if $(STRATEGY),--strategy "$(STRATEGY)") $(EVAL_ARGS)
 
 # A tiny model on a tiny generated history, in seconds (plus the build): generate, train, load.
-smoke-train: setup
+smoke-train: setup ## a tiny model on a tiny generated history, then --check
 	cd "$(ROOT)" && rm -rf "$(SMOKE_DIR)" && $(CARGO) build --release -p kalshi_sim -p train_edge_rnn
 	cd "$(ROOT)" && target/release/kalshi_sim generate --out-dir "$(SMOKE_DIR)/data" --days 0.1 \
 		--market-minutes 2 --snapshot-ms 500 --depth 0 --planted-edge 0.5 --seed 1
@@ -127,6 +134,6 @@ smoke-train: setup
 # environment into .bench-venv/ the first time (PyTorch 2.13.0 with its CUDA wheels: ~4.7 GB).
 # make torch-parity MODEL=pipeline_data/smoke/model
 MODEL ?=
-torch-parity: setup
+torch-parity: setup ## the weights in PyTorch reproduce our predictions: MODEL=DIR
 	@test -n "$(MODEL)" || { echo "usage: make torch-parity MODEL=DIR (a train_edge_rnn --outdir)" >&2; exit 2; }
 	@CARGO="$(CARGO)" "$(ROOT)/scripts/torch-parity.sh" "$(MODEL)"
