@@ -16,12 +16,19 @@ fn shared_dir() -> Option<PathBuf> {
     d.is_dir().then(|| d.canonicalize().unwrap_or(d))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn records_a_replayed_real_session_on_the_exchange_clock() {
-    let Some(shared) = shared_dir() else {
-        eprintln!("SKIP records_a_replayed_real_session_on_the_exchange_clock: shared/ not found");
-        return;
-    };
+/// The first real session replayed at speed 1 (`start`: at once or at the first
+/// subscription) and recorded for 15 s on the exchange's clock with `--capture --depth 10`.
+struct Recorded {
+    data: PathBuf,
+    capture: PathBuf,
+    dir: tempfile::TempDir,
+    out: PathBuf,
+    replay: kalshi_sim::Replay,
+    lines: Vec<Line>,
+    st: GridStats,
+}
+
+async fn record_replay(shared: &std::path::Path, start: StartMode) -> Recorded {
     let data = shared.join("data/kalshi_kxbtc15m_2026-05");
     let mut captures: Vec<PathBuf> = std::fs::read_dir(data.join("captures"))
         .unwrap()
@@ -36,7 +43,7 @@ async fn records_a_replayed_real_session_on_the_exchange_clock() {
         captures: vec![capture.clone()],
         markets_file: Some(data.join("markets.jsonl")),
         speed: Speed::Factor(1.0),
-        start: StartMode::Immediately,
+        start,
         key: KeySetup::Private { key_id, key },
         key_dir: Some(dir.path().join("keys")),
         rate_limit: RateLimitConfig::unlimited(),
@@ -48,7 +55,6 @@ async fn records_a_replayed_real_session_on_the_exchange_clock() {
     let out = dir.path().join("out");
     let config = dir.path().join("runtime.json");
     write_config(&config, &replay.rest_base(), &env, &pem, &out);
-
     let done = finish(
         recorder(
             &config,
@@ -67,10 +73,36 @@ async fn records_a_replayed_real_session_on_the_exchange_clock() {
     )
     .await;
     assert_eq!(done.code, Some(0), "stderr:\n{}", done.stderr);
-
     let (lines, report) = read_lines(&out);
     assert!(report.is_clean(), "{report}");
     let st = check_grid(&lines, &markets(&out), true);
+    Recorded {
+        data,
+        capture,
+        dir,
+        out,
+        replay,
+        lines,
+        st,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_a_replayed_real_session_on_the_exchange_clock() {
+    let Some(shared) = shared_dir() else {
+        eprintln!("SKIP records_a_replayed_real_session_on_the_exchange_clock: shared/ not found");
+        return;
+    };
+    // `_dir` keeps the temporary folder until the end of the test.
+    let Recorded {
+        capture,
+        dir: _dir,
+        out,
+        replay,
+        lines,
+        st,
+        ..
+    } = record_replay(&shared, StartMode::Immediately).await;
     let replay_progress = replay.progress();
     // The grid ran on the recording's clock (May 2026), inside the recorded session.
     assert!(
@@ -120,54 +152,15 @@ async fn the_exchange_clock_follows_a_replay_that_starts_at_the_subscription() {
         eprintln!("SKIP the_exchange_clock_follows_a_replay_that_starts_at_the_subscription: shared/ not found");
         return;
     };
-    let data = shared.join("data/kalshi_kxbtc15m_2026-05");
-    let mut captures: Vec<PathBuf> = std::fs::read_dir(data.join("captures"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".capture.jsonl.gz"))
-        .collect();
-    captures.sort();
-    let capture = captures[0].clone();
-    let dir = tempfile::tempdir().unwrap();
-    let keep = std::env::var_os("KEEP_TEST_DIRS").is_some();
-    let (key_id, key) = key(0);
-    let replay = spawn_replay(ReplayConfig {
-        captures: vec![capture.clone()],
-        markets_file: Some(data.join("markets.jsonl")),
-        speed: Speed::Factor(1.0),
-        start: StartMode::OnSubscribe,
-        key: KeySetup::Private { key_id, key },
-        key_dir: Some(dir.path().join("keys")),
-        rate_limit: RateLimitConfig::unlimited(),
-        ..ReplayConfig::default()
-    })
-    .await
-    .expect("replay starts");
-    let (env, pem) = replay.key_files().expect("key files");
-    let out = dir.path().join("out");
-    let config = dir.path().join("runtime.json");
-    write_config(&config, &replay.rest_base(), &env, &pem, &out);
-    let done = finish(
-        recorder(
-            &config,
-            &[
-                "--clock",
-                "exchange",
-                "--duration",
-                "15",
-                "--capture",
-                "--depth",
-                "10",
-            ],
-        )
-        .spawn()
-        .unwrap(),
-    )
-    .await;
-    assert_eq!(done.code, Some(0), "stderr:\n{}", done.stderr);
-    let (lines, report) = read_lines(&out);
-    assert!(report.is_clean(), "{report}");
-    let st = check_grid(&lines, &markets(&out), true);
+    let Recorded {
+        data,
+        capture,
+        dir,
+        out,
+        replay,
+        lines,
+        st,
+    } = record_replay(&shared, StartMode::OnSubscribe).await;
     assert!(st.rows >= 50, "{st:?}");
     let reference = regrid_files(
         std::slice::from_ref(&capture),
@@ -212,10 +205,6 @@ async fn the_exchange_clock_follows_a_replay_that_starts_at_the_subscription() {
         ag.not_yet_subscribed,
         ag.one_sided.len()
     );
-    if keep {
-        eprintln!("kept {}", dir.keep().display());
-        return;
-    }
     assert!(ag.both + 20 >= st.rows, "{ag:?} vs {} rows", st.rows);
     assert!(
         ag.unexplained.is_empty() && ag.one_sided.is_empty(),

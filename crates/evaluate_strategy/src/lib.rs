@@ -223,6 +223,28 @@ struct Shared {
     cfg: ReplayConfig,
 }
 
+/// The lines of `markets` only, from the files that can hold them (their time span).
+fn market_lines(sh: &Shared, markets: &[&MarketData]) -> impl Fn() -> MarketLines {
+    let tickers: HashSet<MarketTicker> = markets.iter().map(|m| m.ticker.clone()).collect();
+    let from = markets.iter().map(|m| m.first_ms()).min().unwrap_or(0);
+    let to = markets
+        .iter()
+        .map(|m| m.close_ms.max(m.last_ms()))
+        .max()
+        .unwrap_or(0);
+    let files = files_for(&sh.files, from, to);
+    move || {
+        let tickers = tickers.clone();
+        Box::new(
+            SnapshotReader::from_paths(files.iter().cloned(), ReadOptions::default())
+                .filter(move |l: &Line| tickers.contains(l.market_ticker())),
+        )
+    }
+}
+
+/// A stream of snapshot lines.
+type MarketLines = Box<dyn Iterator<Item = Line>>;
+
 fn replay_markets(
     sh: &Shared,
     name: &str,
@@ -230,14 +252,7 @@ fn replay_markets(
     test: &[&MarketData],
     mut make_model: impl FnMut() -> Result<Box<dyn EdgeModel>, EvalError>,
 ) -> Result<FoldInput, EvalError> {
-    let tickers: HashSet<MarketTicker> = test.iter().map(|m| m.ticker.clone()).collect();
-    let from = test.iter().map(|m| m.first_ms()).min().unwrap_or(0);
-    let to = test
-        .iter()
-        .map(|m| m.close_ms.max(m.last_ms()))
-        .max()
-        .unwrap_or(0);
-    let files = files_for(&sh.files, from, to);
+    let lines = market_lines(sh, test);
     // replay_fold runs twice (as configured, then one more step of latency): one fresh
     // strategy, and so one fresh model, per run, built before either starts.
     let mut strategies = Vec::with_capacity(2);
@@ -250,11 +265,6 @@ fn replay_markets(
     }
     strategies.reverse();
     let make = || strategies.pop().expect("replay_fold makes two strategies");
-    let lines = || {
-        let tickers = tickers.clone();
-        SnapshotReader::from_paths(files.iter().cloned(), ReadOptions::default())
-            .filter(move |l: &Line| tickers.contains(l.market_ticker()))
-    };
     let fold = replay_fold(
         name,
         in_sample,
@@ -335,18 +345,9 @@ fn score_signals(
 ) -> Result<Money, EvalError> {
     let mut file = sh.file.clone();
     file.signals = signals.clone();
-    let tickers: HashSet<MarketTicker> = markets.iter().map(|m| m.ticker.clone()).collect();
-    let from = markets.iter().map(|m| m.first_ms()).min().unwrap_or(0);
-    let to = markets
-        .iter()
-        .map(|m| m.close_ms.max(m.last_ms()))
-        .max()
-        .unwrap_or(0);
-    let files = files_for(&sh.files, from, to);
     let strategy = RnnEdge::from_strategy(&file, model, FeeMultiplier::ONE)
         .map_err(|e| EvalError::Model(e.to_string()))?;
-    let lines = SnapshotReader::from_paths(files, ReadOptions::default())
-        .filter(move |l: &Line| tickers.contains(l.market_ticker()));
+    let lines = market_lines(sh, markets)();
     let (result, _) = strategy::replay(
         strategy,
         &file.risk,
