@@ -2,8 +2,12 @@
 //! sample in walk-forward and fixed mode, its absence does not; in-sample markets are refused
 //! or flagged; folds never see their test markets; bad input exits 2.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use common::{evaluate, ok, report};
 
 use edge_model::train::TrainConfig;
 use edge_model::trainer::{self, TrainOptions};
@@ -13,7 +17,6 @@ use pipeline::dataset::{self, BuildOptions, SplitFractions};
 use pipeline::features::Normalizer;
 use pipeline::schema::labels::LabelsFile;
 use pipeline::snapshot::resolve_glob;
-use serde_json::Value;
 
 /// Two-minute markets, 500 ms rows, a 3-level ladder: 360 markets in half a day.
 fn history(dir: &Path, days: f64, edge: f64, seed: u64) -> PathBuf {
@@ -65,43 +68,10 @@ fn train(data: &Path, outdir: &Path) -> PathBuf {
     out.strategy_path
 }
 
-fn evaluate(data: &Path, strategy: &Path, out: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_evaluate_strategy"))
-        .arg("--config")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/sim.json"))
-        .arg("--strategy")
-        .arg(strategy)
-        .arg("--snapshots")
-        .arg(snaps(data))
-        .arg("--labels")
-        .arg(data.join("labels.json"))
-        .arg("--out")
-        .arg(out)
-        .args(args)
-        .env("OMP_NUM_THREADS", "1")
-        .output()
-        .expect("run evaluate_strategy")
-}
-
-fn ok(o: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    stdout
-}
-
 fn fails(o: &Output, want: &str) {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "stderr: {stderr}");
     assert!(stderr.contains(want), "wanted {want:?} in: {stderr}");
-}
-
-fn report(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 const WALK: &[&str] = &[

@@ -7,8 +7,11 @@
 //! claiming more. Skips with a message when `../shared` is absent; `REQUIRE_SHARED_DATA=1`
 //! makes that a failure.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
+use std::path::PathBuf;
+
+use common::{evaluate, ok, report as json};
 
 use edge_model::train::TrainConfig;
 use edge_model::trainer::{self, TrainOptions};
@@ -30,36 +33,6 @@ fn shared_data() -> Option<PathBuf> {
         d.display()
     );
     None
-}
-
-fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn evaluate(data: &Path, strategy: &Path, out: &Path, args: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_evaluate_strategy"))
-        .arg("--config")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/sim.json"))
-        .arg("--strategy")
-        .arg(strategy)
-        .arg("--snapshots")
-        .arg(data.join("*.snap_*ms.jsonl.gz"))
-        .arg("--labels")
-        .arg(data.join("labels.json"))
-        .arg("--out")
-        .arg(out)
-        .args(args)
-        .env("OMP_NUM_THREADS", "1")
-        .output()
-        .expect("run evaluate_strategy");
-    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    stdout
 }
 
 /// The report's overall verdict claims an edge only when its interval lies above zero.
@@ -157,17 +130,17 @@ fn the_real_sessions_regrid_label_train_and_evaluate_honestly() {
 
     // Fixed: the training run's own test split. Walk-forward: three folds of 15 / 6 markets.
     let fixed = tmp.path().join("reports/fixed.json");
-    evaluate(
+    ok(&evaluate(
         &data,
         &out.strategy_path,
         &fixed,
         &["--mode", "fixed", "--test-frac", "0.15"],
-    );
+    ));
     let r = json(&fixed);
     assert_eq!(r["in_sample"], false);
     honest(&r, "fixed");
     let wf = tmp.path().join("reports/wf.json");
-    evaluate(
+    ok(&evaluate(
         &data,
         &out.strategy_path,
         &wf,
@@ -185,7 +158,7 @@ fn the_real_sessions_regrid_label_train_and_evaluate_honestly() {
             "--jobs",
             "2",
         ],
-    );
+    ));
     let r = json(&wf);
     assert_eq!(r["folds"].as_array().unwrap().len(), 3);
     honest(&r, "walk-forward");
