@@ -151,6 +151,9 @@ struct VenueMarket {
     /// (side, ask price) → (size shown when we took from it, size we took).
     consumed: BTreeMap<(Side, Price), (Count, Count)>,
     settled: bool,
+    /// The `closed` marker's time, once seen (settlement waits for the result when no label
+    /// was known then: live dry-run).
+    closed_at: Option<i64>,
 }
 
 impl Default for VenueMarket {
@@ -163,6 +166,7 @@ impl Default for VenueMarket {
             close_ts_ms: None,
             consumed: BTreeMap::new(),
             settled: false,
+            closed_at: None,
         }
     }
 }
@@ -258,11 +262,28 @@ impl ReplayVenue {
         }
     }
 
+    /// The market's result became known (live dry-run: a lifecycle event or a REST read after
+    /// the close). A market whose `closed` marker already passed settles now, at the close.
+    pub fn resolve(&mut self, market: &MarketTicker, outcome: Outcome) {
+        self.labels.insert(market.clone(), outcome);
+        if let Some(ts) = self.markets.get(market).and_then(|vm| vm.closed_at) {
+            self.settle(market, ts);
+        }
+    }
+
+    /// Whether the market's `closed` marker passed without a result to settle at.
+    pub fn awaiting_result(&self, market: &MarketTicker) -> bool {
+        self.markets
+            .get(market)
+            .is_some_and(|vm| vm.closed_at.is_some() && !vm.settled)
+    }
+
     fn settle(&mut self, market: &MarketTicker, ts_ms: i64) {
         let vm = self.markets.entry(market.clone()).or_default();
         if vm.settled {
             return;
         }
+        vm.closed_at.get_or_insert(ts_ms);
         if let Some(&outcome) = self.labels.get(market) {
             vm.settled = true;
             self.events.push(VenueEvent::Settled {

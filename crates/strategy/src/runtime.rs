@@ -42,6 +42,11 @@ pub trait Strategy {
     fn drain_decisions(&mut self) -> Vec<Decision> {
         Vec::new()
     }
+    /// Why this strategy can no longer be trusted to decide (an out-of-process plugin that
+    /// crashed, hung or answered garbage); the runner halts its new orders. `None`: healthy.
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A boxed strategy is a strategy (the runner picks the built-in or a plugin at run time).
@@ -54,6 +59,9 @@ impl<T: Strategy + ?Sized> Strategy for Box<T> {
     }
     fn drain_decisions(&mut self) -> Vec<Decision> {
         (**self).drain_decisions()
+    }
+    fn failure(&self) -> Option<String> {
+        (**self).failure()
     }
 }
 
@@ -71,6 +79,23 @@ pub enum SkipReason {
     /// The book is not trustworthy (after a gap) or the market is closed/settled.
     Untrusted,
     Venue(String),
+    /// Trading is halted (kill switch, daily loss, exchange pause, a failed plugin): no new
+    /// orders anywhere.
+    Halted(String),
+    /// This market is blocked (a stale book, an order whose outcome is being looked up).
+    Blocked(String),
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkipReason::Risk(r) => write!(f, "{r}"),
+            SkipReason::Untrusted => f.write_str("book untrusted or market closed"),
+            SkipReason::Venue(m) => write!(f, "venue: {m}"),
+            SkipReason::Halted(m) => write!(f, "halted: {m}"),
+            SkipReason::Blocked(m) => write!(f, "market blocked: {m}"),
+        }
+    }
 }
 
 /// Everything that happened in a run, for the report and for tests.
@@ -118,6 +143,10 @@ pub struct Runtime<S: Strategy> {
     known_close: BTreeMap<MarketTicker, i64>,
     next_order_id: u64,
     journal: Journal,
+    /// Why no new order may go out anywhere (None: trading).
+    halted: Option<String>,
+    /// Markets where no new order may go out, and why.
+    blocked: BTreeMap<MarketTicker, String>,
 }
 
 impl<S: Strategy> Runtime<S> {
@@ -136,7 +165,54 @@ impl<S: Strategy> Runtime<S> {
             known_close: BTreeMap::new(),
             next_order_id: 1,
             journal: Journal::default(),
+            halted: None,
+            blocked: BTreeMap::new(),
         }
+    }
+
+    /// Orders get ids from `first` on (live: above every id a journal already used).
+    pub fn with_first_order_id(mut self, first: u64) -> Self {
+        self.next_order_id = first.max(1);
+        self
+    }
+
+    /// Stops (`Some(why)`) or resumes (`None`) new orders everywhere. Events from the venue
+    /// (fills, cancels, settlements) are applied either way.
+    pub fn set_halted(&mut self, why: Option<String>) {
+        self.halted = why;
+    }
+
+    pub fn halted(&self) -> Option<&str> {
+        self.halted.as_deref()
+    }
+
+    /// Blocks (`Some(why)`) or unblocks (`None`) new orders in one market.
+    pub fn set_blocked(&mut self, market: &MarketTicker, why: Option<String>) {
+        match why {
+            Some(w) => {
+                self.blocked.insert(market.clone(), w);
+            }
+            None => {
+                self.blocked.remove(market);
+            }
+        }
+    }
+
+    /// The risk gate (its start-of-day equity gives today's loss).
+    pub fn gate(&self) -> &RiskGate {
+        &self.gate
+    }
+
+    /// Takes what was journaled since the last call (live writes it out as it goes, so memory
+    /// does not grow with the session).
+    pub fn drain_journal(&mut self) -> Journal {
+        std::mem::take(&mut self.journal)
+    }
+
+    /// A fill that happened outside this run (an exchange's record at reconciliation):
+    /// applied to the portfolio, not journaled as this run's.
+    pub fn apply_external_fill(&mut self, fill: &Fill) {
+        self.portfolio.apply_fill(fill);
     }
 
     /// Close times known from metadata (the markets sidecar), for rows that carry none.
@@ -269,6 +345,18 @@ impl<S: Strategy> Runtime<S> {
             market: intent.market.clone(),
             why,
         };
+        if let Some(h) = &self.halted {
+            self.journal
+                .skipped
+                .push(skip(SkipReason::Halted(h.clone())));
+            return;
+        }
+        if let Some(b) = self.blocked.get(&intent.market) {
+            self.journal
+                .skipped
+                .push(skip(SkipReason::Blocked(b.clone())));
+            return;
+        }
         if !trusted {
             self.journal.skipped.push(skip(SkipReason::Untrusted));
             return;

@@ -232,6 +232,14 @@ impl Core {
     }
 
     async fn send(&self, msg: WriterMsg) -> Result<(), RecorderError> {
+        if let Some(tap) = &self.cfg.tap {
+            // A reader that went away does not stop the recording.
+            let _ = match &msg {
+                WriterMsg::Lines(l) => tap.send(super::Tap::Lines(l.clone())),
+                WriterMsg::Markets(m) => tap.send(super::Tap::Markets(m.clone())),
+                WriterMsg::Frame(_) => Ok(()),
+            };
+        }
         self.wtx
             .send(msg)
             .await

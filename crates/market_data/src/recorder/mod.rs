@@ -147,6 +147,19 @@ pub struct RecorderConfig {
     pub clock: ClockSource,
     /// Jitter seed for reconnect backoff (tests); `None` = OS randomness.
     pub seed: Option<u64>,
+    /// Also hand every grid line and markets-sidecar line, as written, to this channel
+    /// (`run_live` feeds its strategy runtime from it). Unbounded: the recorder never waits on
+    /// its reader.
+    pub tap: Option<std::sync::mpsc::Sender<Tap>>,
+}
+
+/// What the recorder hands to its [`RecorderConfig::tap`]: exactly the lines it writes.
+#[derive(Debug, Clone)]
+pub enum Tap {
+    /// The snapshot lines of one tick (rows and markers), in file order.
+    Lines(Vec<pipeline::snapshot::Line>),
+    /// Markets sidecar lines (listings, lifecycle events, results).
+    Markets(Vec<pipeline::schema::markets::MarketRecord>),
 }
 
 /// Whose clock the recorder runs on.
@@ -188,6 +201,7 @@ impl RecorderConfig {
             ws_idle_timeout: Duration::from_secs(15),
             clock: ClockSource::Local,
             seed: None,
+            tap: None,
         }
     }
 
