@@ -302,7 +302,7 @@ impl<V: ExecVenue> Engine<V> {
         let loss = self
             .runtime
             .gate()
-            .day_loss(self.runtime.portfolio().equity());
+            .day_loss_at(ts, self.runtime.portfolio().equity());
         if loss >= self.cfg.risk.max_daily_loss && self.loss_day.is_none() {
             self.loss_day = Some(day);
         }

@@ -123,6 +123,15 @@ impl RiskGate {
         self.day.map_or(Money::ZERO, |(_, start)| start - equity)
     }
 
+    /// The loss since the start of `now_ms`'s UTC day: zero when that day has not been observed
+    /// yet (a new day starts from the equity it first sees).
+    pub fn day_loss_at(&self, now_ms: i64, equity: Money) -> Money {
+        match self.day {
+            Some((d, start)) if d == now_ms.div_euclid(DAY_MS) => start - equity,
+            _ => Money::ZERO,
+        }
+    }
+
     /// Checks every limit for `intent` at `now_ms`; `close_ts_ms` is the market's close time.
     pub fn check(
         &mut self,
