@@ -642,3 +642,73 @@ fn tmp_dir(outdir: &Path) -> PathBuf {
         .unwrap_or_else(|| "train".into());
     outdir.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
+
+/// A `strategy/v1` file in `dir` with a seeded, untrained network (`hidden` units, one layer,
+/// features left unnormalised: mean 0, std 1) and [`default_signals`]: for tests and
+/// benchmarks of the runtime, where what matters is that the model runs exactly as a trained
+/// one would, not what it predicts. Returns the strategy file's path.
+pub fn untrained_strategy(
+    dir: &std::path::Path,
+    series: &SeriesTicker,
+    hidden: usize,
+    seed: i64,
+) -> Result<std::path::PathBuf, TrainError> {
+    let err = |message: String| TrainError::Write {
+        path: dir.to_path_buf(),
+        message,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+    tch::manual_seed(seed);
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let cfg = crate::EdgeNetConfig {
+        n_features: N_FEATURES,
+        hidden,
+        layers: 1,
+        dropout: 0.0,
+    };
+    crate::EdgeNet::new(&vs.root(), &cfg).map_err(|e| err(e.to_string()))?;
+    let weights = dir.join("model.safetensors");
+    save_safetensors(&vs, &weights).map_err(|e| err(e.to_string()))?;
+    let sha = sha256_file(&weights).map_err(|e| err(e.to_string()))?;
+    let (signals, execution, risk) = default_signals();
+    let strategy = Strategy {
+        schema: StrategySchema::V1,
+        name: format!("{series}-untrained"),
+        description: Some(format!(
+            "untrained network, seed {seed} (tests and benchmarks)"
+        )),
+        strategy_type: StrategyType::RnnEdgeV1,
+        created_at: Utc::now(),
+        markets: MarketsSpec {
+            series_ticker: Some(series.clone()),
+            tickers: Vec::new(),
+        },
+        model: Some(ModelSpec {
+            weights,
+            weights_sha256: sha,
+            features: FEATURE_NAMES
+                .iter()
+                .map(|n| pipeline::schema::strategy::FeatureSpec {
+                    name: n.to_string(),
+                    mean: 0.0,
+                    std: 1.0,
+                })
+                .collect(),
+            n_features: N_FEATURES,
+            step_ms: 1000,
+            seq_len: 60,
+            hidden,
+            layers: 1,
+            dropout: 0.0,
+            device: SpecDevice::Cpu,
+        }),
+        signals,
+        execution,
+        risk,
+        plugin: None,
+        training: None,
+    };
+    let path = dir.join("strategy.json");
+    strategy.save(&path).map_err(|e| err(e.to_string()))?;
+    Ok(path)
+}

@@ -40,7 +40,12 @@ fn rig(risk: serde_json::Value) -> Rig {
     common::plugin_strategy(&path, "builtin", "buy_every_row", json!({"count": 1}), risk);
     let file = StrategyFile::load(&path).unwrap();
     let strategy = run_live::builtin::make(&file, "buy_every_row").unwrap();
-    let runtime = Runtime::new(strategy, file.risk.clone(), file.execution.clone(), pipeline::money::FeeMultiplier::ONE);
+    let runtime = Runtime::new(
+        strategy,
+        file.risk.clone(),
+        file.execution.clone(),
+        pipeline::money::FeeMultiplier::ONE,
+    );
     let journal = Arc::new(Mutex::new(JournalWriter::open(&dir).unwrap()));
     let venue = ReplayVenue::new(ReplayConfig::default(), Default::default());
     let cfg = EngineConfig {
@@ -48,7 +53,11 @@ fn rig(risk: serde_json::Value) -> Rig {
         kill_file: dir.join("KILL"),
         risk: file.risk,
     };
-    Rig { _d: d, engine: Engine::new(runtime, venue, journal, cfg), dir }
+    Rig {
+        _d: d,
+        engine: Engine::new(runtime, venue, journal, cfg),
+        dir,
+    }
 }
 
 fn risk(daily_loss: &str) -> serde_json::Value {
@@ -62,16 +71,24 @@ fn stale_rows_block_their_market_and_fresh_rows_trade() {
     let mut r = rig(risk("100.00"));
     for i in 0..5 {
         let ts = T0 + i * 100;
-        r.engine.on_lines(&[row(ts, "KXBTC15M-A", 40, 42)], ts + 2_500).unwrap();
+        r.engine
+            .on_lines(&[row(ts, "KXBTC15M-A", 40, 42)], ts + 2_500)
+            .unwrap();
     }
     assert_eq!(r.engine.stats().orders, 0);
     assert_eq!(r.engine.stats().skipped.get("blocked"), Some(&5));
     for i in 5..10 {
         let ts = T0 + i * 100;
-        r.engine.on_lines(&[row(ts, "KXBTC15M-A", 40, 42)], ts + 50).unwrap();
+        r.engine
+            .on_lines(&[row(ts, "KXBTC15M-A", 40, 42)], ts + 50)
+            .unwrap();
     }
     assert_eq!(r.engine.stats().orders, 5);
-    assert_eq!(r.engine.stats().fills, 4, "the last order waits for a later row");
+    assert_eq!(
+        r.engine.stats().fills,
+        4,
+        "the last order waits for a later row"
+    );
 }
 
 #[test]
@@ -80,36 +97,60 @@ fn the_daily_loss_limit_halts_until_the_next_utc_day() {
     // Buy at 42¢, then the bid collapses: marked equity falls by more than 50¢.
     let mut ts = T0;
     for (bid, ask) in [(40, 42), (40, 42), (5, 42), (5, 42), (5, 42)] {
-        r.engine.on_lines(&[row(ts, "KXBTC15M-A", bid, ask)], ts).unwrap();
+        r.engine
+            .on_lines(&[row(ts, "KXBTC15M-A", bid, ask)], ts)
+            .unwrap();
         ts += 100;
     }
     assert_eq!(r.engine.state().0, TradingState::Halted);
-    assert!(r.engine.state().1.contains("risk.max_daily_loss"), "{}", r.engine.state().1);
+    assert!(
+        r.engine.state().1.contains("risk.max_daily_loss"),
+        "{}",
+        r.engine.state().1
+    );
     let orders = r.engine.stats().orders;
-    r.engine.on_lines(&[row(ts, "KXBTC15M-A", 5, 42)], ts).unwrap();
+    r.engine
+        .on_lines(&[row(ts, "KXBTC15M-A", 5, 42)], ts)
+        .unwrap();
     assert_eq!(r.engine.stats().orders, orders, "no order while halted");
     // After midnight UTC the day starts again from the current equity.
     let next = T0 + 60_000 + 100;
-    r.engine.on_lines(&[row(next, "KXBTC15M-A", 5, 42)], next).unwrap();
-    assert_eq!(r.engine.state().0, TradingState::Active, "{}", r.engine.state().1);
+    r.engine
+        .on_lines(&[row(next, "KXBTC15M-A", 5, 42)], next)
+        .unwrap();
+    assert_eq!(
+        r.engine.state().0,
+        TradingState::Active,
+        "{}",
+        r.engine.state().1
+    );
     assert_eq!(r.engine.stats().orders, orders + 1);
     let j = common::journal(&r.dir);
-    let states: Vec<&str> = common::of_type(&j, "state").iter().map(|v| v["to"].as_str().unwrap()).collect();
+    let states: Vec<&str> = common::of_type(&j, "state")
+        .iter()
+        .map(|v| v["to"].as_str().unwrap())
+        .collect();
     assert_eq!(states, ["halted", "active"]);
 }
 
 #[test]
 fn the_kill_file_halts_from_the_next_row() {
     let mut r = rig(risk("100.00"));
-    r.engine.on_lines(&[row(T0, "KXBTC15M-A", 40, 42)], T0).unwrap();
+    r.engine
+        .on_lines(&[row(T0, "KXBTC15M-A", 40, 42)], T0)
+        .unwrap();
     assert_eq!(r.engine.stats().orders, 1);
     std::fs::write(r.dir.join("KILL"), "").unwrap();
-    r.engine.on_lines(&[row(T0 + 100, "KXBTC15M-A", 40, 42)], T0 + 100).unwrap();
+    r.engine
+        .on_lines(&[row(T0 + 100, "KXBTC15M-A", 40, 42)], T0 + 100)
+        .unwrap();
     assert_eq!(r.engine.stats().orders, 1);
     assert_eq!(r.engine.state().0, TradingState::Halted);
     // Sticky: removing the file does not resume a killed session.
     std::fs::remove_file(r.dir.join("KILL")).unwrap();
-    r.engine.on_lines(&[row(T0 + 200, "KXBTC15M-A", 40, 42)], T0 + 200).unwrap();
+    r.engine
+        .on_lines(&[row(T0 + 200, "KXBTC15M-A", 40, 42)], T0 + 200)
+        .unwrap();
     assert_eq!(r.engine.stats().orders, 1);
     // The fill of the order sent before the kill still lands.
     assert_eq!(r.engine.stats().fills, 1);
