@@ -21,7 +21,7 @@ SYNC_LABELS_ARGS ?=
 # The original pipeline's spelling: make sync-labels SYNC_ARGS="--output … --unresolved-out …".
 SYNC_ARGS ?=
 
-.PHONY: help setup build test lint fmt bench clean-libtorch demo download regrid labels sync-labels train smoke-train evaluate torch-parity
+.PHONY: help setup build test lint fmt bench clean-libtorch demo download regrid labels sync-labels train smoke-train evaluate live-dry torch-parity
 
 # The targets, a line each (from the `##` after each rule).
 help: ## this list
@@ -44,7 +44,7 @@ lint: setup ## cargo fmt --check and cargo clippy --all-targets -D warnings
 	cd "$(ROOT)" && $(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Benchmarks print figures; nothing asserts a time.
-bench: setup ## every cargo bench target (snapshot_io, recorder_cpu, regrid_rate); figures, no asserts
+bench: setup ## every cargo bench target (snapshot_io, recorder_cpu, regrid_rate, decision_latency); figures, no asserts
 	cd "$(ROOT)" && OMP_NUM_THREADS=1 $(CARGO) bench --workspace
 
 # The first thing to run on a fresh machine: the local simulator plus ~2 minutes of recording
@@ -118,6 +118,16 @@ train: setup ## train_edge_rnn $(TRAIN_ARGS), then a fixed evaluation unless EVA
 evaluate: setup ## evaluate_strategy on STRATEGY= with EVAL_ARGS (fixed or walk-forward)
 	cd "$(ROOT)" && $(CARGO) run --release -p evaluate_strategy -- --config "$(CONFIG)" \
 		$(if $(STRATEGY),--strategy "$(STRATEGY)") $(EVAL_ARGS)
+
+# The strategy on the live series without sending an order (original: make live-dry STRATEGY=…
+# SERIES=…): fills simulated against the live book, journal and data in the config's live_dir.
+# LIVE_ARGS adds flags, e.g. LIVE_ARGS="--duration 600 --metrics-addr 127.0.0.1:9184". Real
+# orders are never sent from make: run `target/release/run_live --live …` yourself.
+SERIES ?=
+LIVE_ARGS ?=
+live-dry: setup ## run_live dry-run of STRATEGY= on SERIES= (no orders) $(LIVE_ARGS)
+	cd "$(ROOT)" && $(CARGO) run --release -p run_live -- --config "$(CONFIG)" \
+		$(if $(STRATEGY),--strategy "$(STRATEGY)") $(if $(SERIES),--series "$(SERIES)") $(LIVE_ARGS)
 
 # A tiny model on a tiny generated history, in seconds (plus the build): generate, train, load.
 smoke-train: setup ## a tiny model on a tiny generated history, then --check

@@ -1,7 +1,6 @@
 //! The Makefile a user of the original pipeline knows: `make help` lists every target with a
 //! line, and the commands the original README shows expand (`make -n`, nothing run) to our
-//! binaries with the user's arguments where they belong. `make live-dry` arrives with
-//! `run_live`.
+//! binaries with the user's arguments where they belong.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -115,6 +114,19 @@ fn the_original_readme_commands_expand_to_our_binaries() {
             && t.contains("--output out/labels.json --unresolved-out out/unresolved.json"),
         "{t}"
     );
+    // make live-dry STRATEGY=… SERIES=… : run_live, never --live.
+    let t = dry(&[
+        "live-dry",
+        "STRATEGY=pipeline_data/gen/model/strategy.json",
+        "SERIES=KXBTC15M",
+    ]);
+    assert!(
+        t.contains("-p run_live --")
+            && t.contains("--strategy \"pipeline_data/gen/model/strategy.json\"")
+            && t.contains("--series \"KXBTC15M\""),
+        "{t}"
+    );
+    assert!(!t.contains("--live"), "{t}");
     // make labels, make download: our binaries on the configured config.
     assert!(dry(&["labels"]).contains("-p build_labels -- --config \"config/runtime.json\""));
     assert!(dry(&["download"]).contains("-p download_highres -- --config \"config/runtime.json\""));

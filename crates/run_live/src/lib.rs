@@ -41,6 +41,9 @@ pub use engine::{Control, Engine, EngineConfig, Summary, TradingState};
 use journal::{JournalWriter, SharedJournal};
 use live_venue::{LiveVenue, CLIENT_ID_PREFIX};
 
+/// Where the metrics endpoint's bound address is written (`--metrics-addr 127.0.0.1:0`).
+pub const METRICS_ADDR_FILE: &str = "metrics_addr";
+
 /// Everything a session needs; the binary maps its flags onto it.
 #[derive(Debug, Clone)]
 pub struct LiveOptions {
@@ -479,7 +482,15 @@ pub fn run(
         let listener = handle
             .block_on(tokio::net::TcpListener::bind(addr))
             .map_err(|e| LiveError::Input(format!("--metrics-addr {addr}: {e}")))?;
-        tracing::info!(addr = %listener.local_addr().map_or(addr, |a| a), "metrics at http://ADDR/metrics");
+        let bound = listener.local_addr().map_or(addr, |a| a);
+        tracing::info!(addr = %bound, "Prometheus metrics at http://{bound}/metrics");
+        // Port 0 picks a free port: say which, for a supervisor (and the tests).
+        std::fs::write(live_dir.join(METRICS_ADDR_FILE), bound.to_string()).map_err(|e| {
+            LiveError::Journal(journal::JournalError {
+                path: live_dir.join(METRICS_ADDR_FILE),
+                msg: e.to_string(),
+            })
+        })?;
         handle.spawn(serve_metrics(listener, metrics.clone()));
     }
 

@@ -9,6 +9,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use common::*;
 use pipeline::money::{trading_fee, Count, FeeMultiplier, Liquidity, Money, Price};
 
+async fn scrape(addr: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return String::new();
+    };
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out).await;
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_pnl_equals_an_independent_recomputation_over_several_lifecycles() {
     // 4-second markets: four or five open, trade, close and settle in 18 seconds.
@@ -21,9 +32,28 @@ async fn dry_run_pnl_equals_an_independent_recomputation_over_several_lifecycles
         serde_json::json!({"side": "yes", "count": 1}),
         tight_risk(),
     );
-    let done = run_to_end(&s.config, &["--duration", "18"]).await;
+    let child = runner(&s.config, &["--duration", "18", "--metrics-addr", "127.0.0.1:0"])
+        .spawn()
+        .unwrap();
+    // A supervisor's view: Prometheus text on the loopback port the runner wrote down.
+    let addr_file = s.live_dir.join(run_live::METRICS_ADDR_FILE);
+    let mut metrics = String::new();
+    for _ in 0..150 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if let Ok(a) = std::fs::read_to_string(&addr_file) {
+            metrics = scrape(a.trim()).await;
+            if metrics.contains("run_live_rows_total") && !metrics.contains("run_live_rows_total 0\n") {
+                break;
+            }
+        }
+    }
+    assert!(metrics.contains("# TYPE run_live_realised_pnl_dollars gauge"), "{metrics}");
+    assert!(metrics.contains("run_live_state 0"), "{metrics}");
+    let done = finish(child).await;
     assert_eq!(done.code, Some(0), "stderr:\n{}", done.stderr);
     assert!(done.stdout.contains("realised P&L"), "{}", done.stdout);
+    // The status line, every second here.
+    assert!(done.stderr.matches("| open markets").count() >= 10, "{}", done.stderr);
     let j = journal(&s.live_dir);
     assert_eq!(of_type(&j, "start")[0]["mode"], "dry_run");
 
