@@ -24,7 +24,8 @@ use run_live::engine::{Engine, EngineConfig};
 use run_live::journal::JournalWriter;
 use strategy::{ReplayConfig, ReplayVenue, RnnEdge, Runtime};
 
-const T0: i64 = 1_790_000_100_000 - 1_790_000_100_000 % 900_000;
+/// On the 15-minute grid.
+const T0: i64 = 1_790_000_100_000;
 
 fn rows(markets: usize) -> Vec<Line> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
@@ -38,8 +39,12 @@ fn rows(markets: usize) -> Vec<Line> {
             let ask = bid + rng.gen_range(1..4);
             let ys: Vec<i64> = (0..10).map(|_| rng.gen_range(10..400)).collect();
             let ns: Vec<i64> = (0..10).map(|_| rng.gen_range(10..400)).collect();
-            let yes: Vec<String> = (0..10).map(|i| format!("[{},{}]", bid - i as i64, ys[i])).collect();
-            let no: Vec<String> = (0..10).map(|i| format!("[{},{}]", 100 - ask - i as i64, ns[i])).collect();
+            let yes: Vec<String> = (0..10)
+                .map(|i| format!("[{},{}]", bid - i as i64, ys[i]))
+                .collect();
+            let no: Vec<String> = (0..10)
+                .map(|i| format!("[{},{}]", 100 - ask - i as i64, ns[i]))
+                .collect();
             let text = format!(
                 r#"{{"ts_ms":{ts},"market_ticker":"KXBTC15M-BENCH-{m}","yes_bid":{bid},"yes_ask":{ask},"no_bid":{},"no_ask":{},"yes_mid":{},"spread":{},"yes_bid_size":{},"yes_ask_size":{},"volume":0,"close_ts_ms":{},"yes_bids":[{}],"no_bids":[{}]}}"#,
                 100 - ask,
@@ -70,13 +75,20 @@ fn main() {
         .unwrap_or(4);
     tch::set_num_threads(1);
     let dir = tempfile::tempdir().unwrap();
-    let path = edge_model::trainer::untrained_strategy(dir.path(), &SeriesTicker::from("KXBTC15M"), 32, 1).unwrap();
+    let path =
+        edge_model::trainer::untrained_strategy(dir.path(), &SeriesTicker::from("KXBTC15M"), 32, 1)
+            .unwrap();
     let file = StrategyFile::load(&path).unwrap();
     let lines = rows(markets);
     let make = || {
         let (model, _) = edge_model::LstmEdgeModel::load(&file).unwrap();
         let rnn = RnnEdge::from_strategy(&file, Box::new(model), FeeMultiplier::ONE).unwrap();
-        Runtime::new(Box::new(rnn) as Box<dyn strategy::Strategy>, file.risk.clone(), file.execution.clone(), FeeMultiplier::ONE)
+        Runtime::new(
+            Box::new(rnn) as Box<dyn strategy::Strategy>,
+            file.risk.clone(),
+            file.execution.clone(),
+            FeeMultiplier::ONE,
+        )
     };
 
     // The runtime step alone.
@@ -100,8 +112,17 @@ fn main() {
     }
     // The whole engine step, journal included.
     let journal = Arc::new(Mutex::new(JournalWriter::open(dir.path()).unwrap()));
-    let cfg = EngineConfig { stale_ms: i64::MAX / 4, kill_file: dir.path().join("KILL"), risk: file.risk.clone() };
-    let mut engine = Engine::new(make(), ReplayVenue::new(ReplayConfig::default(), Default::default()), journal, cfg);
+    let cfg = EngineConfig {
+        stale_ms: i64::MAX / 4,
+        kill_file: dir.path().join("KILL"),
+        risk: file.risk.clone(),
+    };
+    let mut engine = Engine::new(
+        make(),
+        ReplayVenue::new(ReplayConfig::default(), Default::default()),
+        journal,
+        cfg,
+    );
     let mut eng = Vec::with_capacity(lines.len());
     for l in &lines {
         let t = Instant::now();
@@ -111,7 +132,13 @@ fn main() {
     let us = |n: u64| n as f64 / 1000.0;
     let summary = |name: &str, v: &mut Vec<u64>| {
         let (p50, p99, max) = (pct(v, 0.5), pct(v, 0.99), *v.iter().max().unwrap());
-        println!("{name:<44} n={:>6}  p50 {:>7.1} µs  p99 {:>7.1} µs  max {:>8.1} µs", v.len(), us(p50), us(p99), us(max));
+        println!(
+            "{name:<44} n={:>6}  p50 {:>7.1} µs  p99 {:>7.1} µs  max {:>8.1} µs",
+            v.len(),
+            us(p50),
+            us(p99),
+            us(max)
+        );
         serde_json::json!({"rows": v.len(), "p50_us": us(p50), "p99_us": us(p99), "max_us": us(max)})
     };
     println!("decision latency, {markets} markets × 9000 rows at 100 ms, hidden 32, one thread ({orders} orders)");
@@ -124,5 +151,9 @@ fn main() {
     std::fs::create_dir_all(&out).unwrap();
     let doc = serde_json::json!({"bench": "decision_latency", "markets": markets, "runtime_all_rows": a,
         "runtime_model_rows": m, "engine_all_rows": e, "orders": orders, "goal_p99_us": 1000});
-    std::fs::write(out.join("decision_latency.json"), serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+    std::fs::write(
+        out.join("decision_latency.json"),
+        serde_json::to_vec_pretty(&doc).unwrap(),
+    )
+    .unwrap();
 }

@@ -109,6 +109,9 @@ pub struct Stats {
     pub settlements: u64,
     pub skipped: BTreeMap<String, u64>,
     pub results: u64,
+    /// Model steps (`rnn_edge_v1`), and those that wanted a trade.
+    pub decisions: u64,
+    pub decisions_to_trade: u64,
 }
 
 /// The P&L view of the portfolio, exact.
@@ -289,7 +292,9 @@ impl<V: ExecVenue> Engine<V> {
             Control::Exchange { trading_active } => {
                 self.paused = (!trading_active).then(|| "the exchange paused trading".into());
             }
-            Control::Reduce(why) => self.reducing = Some(why),
+            Control::Reduce(why) => {
+                self.reducing.get_or_insert(why);
+            }
         }
         self.update_state(self.clock.0)
     }
@@ -360,7 +365,9 @@ impl<V: ExecVenue> Engine<V> {
             cancels,
         } = self.runtime.drain_journal();
         for d in decisions {
+            self.stats.decisions += 1;
             if let Some(side) = d.action {
+                self.stats.decisions_to_trade += 1;
                 self.last_decisions.push_back(format!(
                     "{} {} p={:.3} mid={:.3}",
                     d.market,
@@ -418,13 +425,15 @@ impl<V: ExecVenue> Engine<V> {
         let p = self.pnl();
         let last: Vec<&str> = self.last_decisions.iter().map(String::as_str).collect();
         format!(
-            "state {} | open markets {} | exposure ${} | realised ${} | open ${} | rows {} | orders {} fills {} ({} contracts, fees ${}) | settled {} | refused {} | last: {}{}",
+            "state {} | open markets {} | exposure ${} | realised ${} | open ${} | rows {} | decisions {} ({} to trade) | orders {} fills {} ({} contracts, fees ${}) | settled {} | refused {} | last: {}{}",
             self.state.as_str(),
             p.open_markets,
             p.exposure,
             p.realised,
             p.open,
             self.stats.rows,
+            self.stats.decisions,
+            self.stats.decisions_to_trade,
             self.stats.orders,
             self.stats.fills,
             self.stats.contracts,

@@ -359,6 +359,15 @@ pub fn run(
         .map_err(|e| LiveError::Input(format!("REST base {}: {e}", opts.rt.rest_base)))?;
 
     let live_dir = opts.live_dir().to_path_buf();
+    std::fs::create_dir_all(&live_dir).map_err(|e| {
+        LiveError::Journal(journal::JournalError {
+            path: live_dir.clone(),
+            msg: format!("cannot create the folder: {e}"),
+        })
+    })?;
+    // One runner per live_dir: its journal and its client_order_ids are this runner's alone.
+    let _lock = recorder::OutDirLock::acquire(&live_dir)
+        .map_err(|e| LiveError::Recorder(RecorderError::Locked(e)))?;
     let prior = journal::read_prior(&live_dir)?;
     let journal: SharedJournal = Arc::new(Mutex::new(JournalWriter::open(&live_dir)?));
     let session = session_id();

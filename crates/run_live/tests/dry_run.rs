@@ -14,7 +14,9 @@ async fn scrape(addr: &str) -> String {
     let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
         return String::new();
     };
-    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let _ = s
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
     let mut out = String::new();
     let _ = s.read_to_string(&mut out).await;
     out
@@ -32,9 +34,12 @@ async fn dry_run_pnl_equals_an_independent_recomputation_over_several_lifecycles
         serde_json::json!({"side": "yes", "count": 1}),
         tight_risk(),
     );
-    let child = runner(&s.config, &["--duration", "18", "--metrics-addr", "127.0.0.1:0"])
-        .spawn()
-        .unwrap();
+    let child = runner(
+        &s.config,
+        &["--duration", "18", "--metrics-addr", "127.0.0.1:0"],
+    )
+    .spawn()
+    .unwrap();
     // A supervisor's view: Prometheus text on the loopback port the runner wrote down.
     let addr_file = s.live_dir.join(run_live::METRICS_ADDR_FILE);
     let mut metrics = String::new();
@@ -42,18 +47,27 @@ async fn dry_run_pnl_equals_an_independent_recomputation_over_several_lifecycles
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         if let Ok(a) = std::fs::read_to_string(&addr_file) {
             metrics = scrape(a.trim()).await;
-            if metrics.contains("run_live_rows_total") && !metrics.contains("run_live_rows_total 0\n") {
+            if metrics.contains("run_live_rows_total")
+                && !metrics.contains("run_live_rows_total 0\n")
+            {
                 break;
             }
         }
     }
-    assert!(metrics.contains("# TYPE run_live_realised_pnl_dollars gauge"), "{metrics}");
+    assert!(
+        metrics.contains("# TYPE run_live_realised_pnl_dollars gauge"),
+        "{metrics}"
+    );
     assert!(metrics.contains("run_live_state 0"), "{metrics}");
     let done = finish(child).await;
     assert_eq!(done.code, Some(0), "stderr:\n{}", done.stderr);
     assert!(done.stdout.contains("realised P&L"), "{}", done.stdout);
     // The status line, every second here.
-    assert!(done.stderr.matches("| open markets").count() >= 10, "{}", done.stderr);
+    assert!(
+        done.stderr.matches("| open markets").count() >= 10,
+        "{}",
+        done.stderr
+    );
     let j = journal(&s.live_dir);
     assert_eq!(of_type(&j, "start")[0]["mode"], "dry_run");
 
@@ -152,5 +166,39 @@ async fn dry_run_pnl_equals_an_independent_recomputation_over_several_lifecycles
         fills.len(),
         settled,
         refused.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_runner_on_the_same_live_dir_exits_3() {
+    let s = start(sim_config(22, 4_000, vec![])).await;
+    plugin_strategy(
+        &s.root.join("strategy.json"),
+        "builtin",
+        "buy_every_row",
+        serde_json::json!({}),
+        tight_risk(),
+    );
+    let first = runner(&s.config, &["--duration", "6"]).spawn().unwrap();
+    let journal_file = s.live_dir.join("journal.jsonl");
+    for _ in 0..100 {
+        if journal_file.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let second = run_to_end(&s.config, &["--duration", "2"]).await;
+    assert_eq!(second.code, Some(3), "{}", second.stderr);
+    assert!(
+        second.stderr.contains("pid="),
+        "names the holder: {}",
+        second.stderr
+    );
+    let first = finish(first).await;
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    assert_eq!(
+        of_type(&journal(&s.live_dir), "start").len(),
+        1,
+        "the second wrote nothing"
     );
 }
