@@ -67,6 +67,16 @@ struct Cli {
     /// Also keep every WebSocket frame in <live_dir>/data (a capture, for parity checks).
     #[arg(long)]
     capture: bool,
+    /// Whose clock the grid follows: `local` (always, against Kalshi) or `exchange` (a
+    /// `kalshi_sim replay` of a recorded session at --speed 1, whose time is the recording's).
+    #[arg(long, value_enum, default_value_t = ClockArg::Local)]
+    clock: ClockArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ClockArg {
+    Local,
+    Exchange,
 }
 
 fn options(cli: &Cli) -> Result<LiveOptions, String> {
@@ -105,6 +115,10 @@ fn options(cli: &Cli) -> Result<LiveOptions, String> {
     o.discovery_every = Duration::from_secs(cli.discovery_seconds.max(1));
     o.subscribe_lead = Duration::from_secs(cli.subscribe_lead_seconds);
     o.capture = cli.capture;
+    o.clock = match cli.clock {
+        ClockArg::Local => market_data::recorder::ClockSource::Local,
+        ClockArg::Exchange => market_data::recorder::ClockSource::Exchange,
+    };
     Ok(o)
 }
 

@@ -4,33 +4,18 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use common::*;
 use market_data::book::NoPriceConvention;
 use market_data::recorder::{regrid, RegridConfig};
-use pipeline::money::{Count, FeeMultiplier, Money};
 use pipeline::schema::markets::markets_path;
-use pipeline::schema::strategy::Strategy as StrategyFile;
-use pipeline::snapshot::{resolve_glob, ReadOptions, SnapshotReader};
+use pipeline::snapshot::resolve_glob;
 use pipeline::SeriesTicker;
-use strategy::{ReplayConfig, RnnEdge};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_decisions_equal_the_replay_of_the_regridded_capture() {
     let s = start(sim_config(51, 10_000, vec![])).await;
     let series = SeriesTicker::from(SERIES);
-    let path =
-        edge_model::trainer::untrained_strategy(&s.root.join("model"), &series, 8, 3).unwrap();
-    // Short markets: let it trade to the end of each.
-    let mut file = StrategyFile::load(&path).unwrap();
-    file.signals.min_seconds_to_close = 0;
-    file.signals.min_edge = Money::ZERO;
-    file.signals.max_spread = pipeline::money::Price::parse_dollars("0.20").unwrap();
-    file.risk.no_entry_last_s = 1;
-    file.risk.cooldown_s = 0;
-    file.execution.contracts_per_order = Count::from_contracts(1);
-    file.save(&path).unwrap();
+    let path = relaxed_untrained(&s.root.join("model"));
     let strategy = path.display().to_string();
     let done = run_to_end(
         &s.config,
@@ -39,21 +24,7 @@ async fn live_decisions_equal_the_replay_of_the_regridded_capture() {
     .await;
     assert_eq!(done.code, Some(0), "stderr:\n{}", done.stderr);
     let j = journal(&s.live_dir);
-    let live: BTreeMap<(String, i64), (f64, Option<String>)> = of_type(&j, "decision")
-        .iter()
-        .map(|d| {
-            (
-                (
-                    d["market"].as_str().unwrap().to_string(),
-                    d["ts_ms"].as_i64().unwrap(),
-                ),
-                (
-                    d["model_p"].as_f64().unwrap(),
-                    d["action"].as_str().map(str::to_string),
-                ),
-            )
-        })
-        .collect();
+    let live = journal_decisions(&j);
     assert!(live.len() >= 15, "only {} live decisions", live.len());
 
     // The same session's capture, re-gridded offline, replayed through a fresh strategy.
@@ -66,33 +37,7 @@ async fn live_decisions_equal_the_replay_of_the_regridded_capture() {
     rc.depth = 10;
     rc.convention = NoPriceConvention::YesScale;
     regrid(&rc).unwrap();
-    let files = resolve_glob(&format!("{}/*.snap_*ms.jsonl.gz", out.display())).unwrap();
-    let mut lines: Vec<_> = SnapshotReader::from_paths(files, ReadOptions::default()).collect();
-    strategy::replay::sort_lines(&mut lines);
-    let file = StrategyFile::load(&path).unwrap();
-    let (model, _) = edge_model::LstmEdgeModel::load(&file).unwrap();
-    let rnn = RnnEdge::from_strategy(&file, Box::new(model), FeeMultiplier::ONE).unwrap();
-    let (result, _) = strategy::replay(
-        rnn,
-        &file.risk,
-        &file.execution,
-        ReplayConfig::default(),
-        &Default::default(),
-        &Default::default(),
-        lines,
-    )
-    .unwrap();
-    let replayed: BTreeMap<(String, i64), (f64, Option<String>)> = result
-        .journal
-        .decisions
-        .iter()
-        .map(|d| {
-            (
-                (d.market.to_string(), d.ts_ms),
-                (d.model_p, d.action.map(|a| a.as_str().to_string())),
-            )
-        })
-        .collect();
+    let (replayed, result) = replay_decisions(&path, snapshot_lines(&out));
 
     let mut same = 0;
     let mut differ = Vec::new();

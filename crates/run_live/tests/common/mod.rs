@@ -238,3 +238,88 @@ pub fn exchange_orders(sim: &Sim) -> BTreeMap<String, (String, Count)> {
             .collect()
     })
 }
+
+/// An untrained `rnn_edge_v1` strategy (seeded) in `dir`, with signals and risk opened up so
+/// that it trades inside short markets: what parity tests compare, decision by decision.
+pub fn relaxed_untrained(dir: &Path) -> PathBuf {
+    use pipeline::schema::strategy::Strategy as StrategyFile;
+    let series = pipeline::SeriesTicker::from(SERIES);
+    let path = edge_model::trainer::untrained_strategy(dir, &series, 8, 3).unwrap();
+    let mut file = StrategyFile::load(&path).unwrap();
+    file.signals.min_seconds_to_close = 0;
+    file.signals.min_edge = Money::ZERO;
+    file.signals.max_spread = Price::parse_dollars("0.20").unwrap();
+    file.risk.no_entry_last_s = 1;
+    file.risk.cooldown_s = 0;
+    file.execution.contracts_per_order = Count::from_contracts(1);
+    file.save(&path).unwrap();
+    path
+}
+
+/// Decisions by (market, ts_ms): (model P(YES), action).
+pub type Decisions = BTreeMap<(String, i64), (f64, Option<String>)>;
+
+pub fn journal_decisions(j: &[Value]) -> Decisions {
+    of_type(j, "decision")
+        .iter()
+        .map(|d| {
+            (
+                (
+                    d["market"].as_str().unwrap().to_string(),
+                    d["ts_ms"].as_i64().unwrap(),
+                ),
+                (
+                    d["model_p"].as_f64().unwrap(),
+                    d["action"].as_str().map(str::to_string),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Replays `lines` (sorted here) through a fresh copy of the strategy at `path`: its decisions
+/// and the replay's result.
+pub fn replay_decisions(
+    path: &Path,
+    mut lines: Vec<pipeline::snapshot::Line>,
+) -> (Decisions, strategy::ReplayResult) {
+    use pipeline::schema::strategy::Strategy as StrategyFile;
+    strategy::replay::sort_lines(&mut lines);
+    let file = StrategyFile::load(path).unwrap();
+    let (model, _) = edge_model::LstmEdgeModel::load(&file).unwrap();
+    let rnn = strategy::RnnEdge::from_strategy(
+        &file,
+        Box::new(model),
+        pipeline::money::FeeMultiplier::ONE,
+    )
+    .unwrap();
+    let (result, _) = strategy::replay(
+        rnn,
+        &file.risk,
+        &file.execution,
+        strategy::ReplayConfig::default(),
+        &Default::default(),
+        &Default::default(),
+        lines,
+    )
+    .unwrap();
+    let d = result
+        .journal
+        .decisions
+        .iter()
+        .map(|d| {
+            (
+                (d.market.to_string(), d.ts_ms),
+                (d.model_p, d.action.map(|a| a.as_str().to_string())),
+            )
+        })
+        .collect();
+    (d, result)
+}
+
+/// Every line of the snapshot files in `dir`.
+pub fn snapshot_lines(dir: &Path) -> Vec<pipeline::snapshot::Line> {
+    use pipeline::snapshot::{resolve_glob, ReadOptions, SnapshotReader};
+    let files = resolve_glob(&format!("{}/*.snap_*ms.jsonl.gz", dir.display())).unwrap();
+    SnapshotReader::from_paths(files, ReadOptions::default()).collect()
+}
