@@ -308,3 +308,61 @@ pub async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for {what}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_cancels_this_runners_resting_orders_and_leaves_a_persons() {
+    use kalshi_sim::engine::{MarketStatus, OrderRequest, OrderStatus, Side as BookSide};
+    use pipeline::ids::ClientOrderId;
+    use pipeline::money::Price;
+    // 30-second markets: the one the orders rest in stays open through the run.
+    let s = start(sim_config(35, 30_000, vec![])).await;
+    buy_every_row(&s);
+    let u = user(&s.sim);
+    // Rest them in a market with at least 15 s left (it must not close during the run).
+    loop {
+        let left = s.sim.handle().with_engine(|e| {
+            let now = e.now_ms();
+            e.markets()
+                .filter(|m| m.status == MarketStatus::Active)
+                .map(|m| m.close_ms - now)
+                .max()
+                .unwrap_or(0)
+        });
+        if left >= 15_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis((left.max(0) + 300) as u64)).await;
+    }
+    // A resting bid an earlier session left (our prefix) and one placed by hand.
+    let ids: Vec<String> = s.sim.handle().with_engine(|e| {
+        let now = e.now_ms();
+        let t = e
+            .markets()
+            .find(|m| m.status == MarketStatus::Active && m.close_ms - now >= 15_000)
+            .map(|m| m.ticker.clone())
+            .expect("an active market");
+        ["rl-20260101000000abcd-7", "by-hand-1"]
+            .iter()
+            .map(|c| {
+                let mut r = OrderRequest::limit(
+                    &t,
+                    BookSide::Bid,
+                    Price::from_cents(1).unwrap(),
+                    Count::from_contracts(1),
+                );
+                r.client_order_id = Some(ClientOrderId::new(c.to_string()));
+                e.place_order(u, r).expect("placed").id.to_string()
+            })
+            .collect()
+    });
+    let done = run_to_end(&s.config, &["--live", "--duration", "4"]).await;
+    assert_eq!(done.code, Some(0), "stderr:\n{}", done.stderr);
+    let status: Vec<OrderStatus> = s.sim.handle().with_engine(|e| {
+        ids.iter()
+            .map(|i| e.order(i).expect("order").status)
+            .collect()
+    });
+    assert_eq!(status, [OrderStatus::Canceled, OrderStatus::Resting]);
+    let j = journal(&s.live_dir);
+    assert_eq!(of_type(&j, "reconciled")[0]["resting_cancelled"], 1);
+}

@@ -97,6 +97,16 @@ async fn live_on_a_replayed_real_session_decides_as_the_replay_of_its_regrid() {
     assert_eq!(done.code, Some(0), "stderr:\n{}", done.stderr);
     replay.shutdown().await;
     let j = journal(&live_dir);
+    // The replay refuses orders (`GET /exchange/status`: trading_active false): the runner
+    // halts as for an exchange pause, and no order goes out after that.
+    let halt = j
+        .iter()
+        .position(|v| v["type"] == "state" && v["why"] == "the exchange paused trading")
+        .expect("halted on the exchange's trading status");
+    assert!(
+        j[halt..].iter().all(|v| v["type"] != "order"),
+        "an order after the pause"
+    );
     let live = journal_decisions(&j);
     assert!(live.len() >= 20, "only {} live decisions", live.len());
     let last = live.keys().map(|k| k.1).max().unwrap();
