@@ -4,7 +4,7 @@
 # 540 MB of downloads the first time, instant afterwards); every target that compiles runs it
 # first, because building tch without it fails with `torch/torch.h: No such file`.
 # Binary targets (train, ...) arrive with the binaries themselves. The recorder and the label
-# tools never link tch, so `demo`, `download`, `labels` and `sync-labels` do not run `setup`
+# tools never link tch, so `record-demo`, `download`, `labels` and `sync-labels` do not run `setup`
 # (a recorder on a small server never needs the 486 MB runtime).
 
 SHELL := bash
@@ -21,7 +21,7 @@ SYNC_LABELS_ARGS ?=
 # The original pipeline's spelling: make sync-labels SYNC_ARGS="--output … --unresolved-out …".
 SYNC_ARGS ?=
 
-.PHONY: help setup build test lint fmt bench clean-libtorch demo download regrid labels sync-labels train smoke-train evaluate live-dry torch-parity
+.PHONY: help setup build test lint fmt bench clean-libtorch demo record-demo download regrid labels sync-labels train smoke-train evaluate live-dry torch-parity
 
 # The targets, a line each (from the `##` after each rule).
 help: ## this list
@@ -47,10 +47,17 @@ lint: setup ## cargo fmt --check and cargo clippy --all-targets -D warnings
 bench: setup ## every cargo bench target (snapshot_io, recorder_cpu, regrid_rate, decision_latency); figures, no asserts
 	cd "$(ROOT)" && OMP_NUM_THREADS=1 $(CARGO) bench --workspace
 
-# The first thing to run on a fresh machine: the local simulator plus ~2 minutes of recording
-# into pipeline_data/sim/highres (DEMO_SECONDS=120), then a summary read back from the files.
-demo: ## the local simulator plus two minutes of recording, read back (no account)
-	@DEMO_SECONDS="$(DEMO_SECONDS)" CARGO="$(CARGO)" "$(ROOT)/scripts/demo.sh"
+# The first thing to run on a fresh machine: the whole pipeline on the local simulator, no account
+# (scripts/demo.sh): a generated history with a planted edge, labels, training, walk-forward and
+# fixed evaluation, then run_live paper-trading against a live simulator; everything under
+# pipeline_data/demo/. DEMO_LIVE_SECONDS (160), DEMO_SEED (3), DEMO_PLANTED_EDGE (0.8).
+demo: setup ## the whole pipeline on the simulator: history, labels, training, evaluation, paper trading
+	@CARGO="$(CARGO)" "$(ROOT)/scripts/demo.sh"
+
+# The recorder alone on the simulator: DEMO_SECONDS (120) of order books into
+# pipeline_data/sim/highres, read back, then labelled with sync_labels (no libtorch needed).
+record-demo: ## the simulator plus two minutes of recording, read back and labelled (no account)
+	@DEMO_SECONDS="$(DEMO_SECONDS)" CARGO="$(CARGO)" "$(ROOT)/scripts/record-demo.sh"
 
 DEMO_SECONDS ?= 120
 
